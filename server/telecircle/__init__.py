@@ -1,0 +1,1 @@
+"""Telecircle: self-hosted group therapy over video."""

@@ -1,0 +1,144 @@
+"""One typed settings object, from ``TELECIRCLE_*`` environment variables and an optional file.
+
+Precedence (highest first): explicit values (command-line options), environment
+variables, the settings file named by ``TELECIRCLE_CONFIG_FILE`` (TOML), defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the setting and how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TELECIRCLE_", extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address the web server binds to.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the web server binds to.")
+    public_url: str = Field(
+        "", description="Base URL printed in join links; defaults to http://HOST:PORT."
+    )
+    data_dir: Path = Field(Path("data"), description="Folder for the database and keys.")
+    database_url: str = Field(
+        "", description="SQLAlchemy async URL; defaults to SQLite in DATA_DIR."
+    )
+    default_room_limit: int = Field(10, ge=2, description="Participant limit for new rooms.")
+    room_limit_ceiling: int = Field(
+        12, ge=2, le=32, description="The server's ceiling for any room's limit."
+    )
+    ice_host_addresses: tuple[str, ...] = Field(
+        ("127.0.0.1",),
+        description="Local IP addresses the SFU gathers ICE host candidates on "
+        "(comma-separated in the environment).",
+    )
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest signalling message the application accepts."
+    )
+    messages_per_second: float = Field(
+        20.0, gt=0, description="Sustained signalling messages per second per connection."
+    )
+    message_burst: int = Field(40, ge=1, description="Signalling burst allowance per connection.")
+    malformed_message_limit: int = Field(
+        5, ge=1, description="Malformed messages tolerated before a connection is closed."
+    )
+    socket_ping_interval: float = Field(4.0, gt=0, description="Engine.io ping interval (s).")
+    socket_ping_timeout: float = Field(5.0, gt=0, description="Engine.io ping timeout (s).")
+    ice_consent_interval: float = Field(
+        2.0, gt=0, description="Seconds between ICE consent checks (dead path detection)."
+    )
+    ice_consent_failures: int = Field(
+        4, ge=1, description="Missed consent checks before a media path counts as dead."
+    )
+    subscriber_queue_packets: int = Field(
+        512, ge=16, description="Outgoing packets buffered per subscriber before dropping."
+    )
+    keyframe_request_interval: float = Field(
+        0.5, gt=0, description="Minimum seconds between keyframe requests to one publisher."
+    )
+    webclient_dist: Path = Field(
+        Path(__file__).resolve().parents[2] / "webclient" / "dist",
+        description="Folder of the built webclient (served at /static/).",
+    )
+    shutdown_timeout: float = Field(10.0, gt=0, description="Seconds allowed for shutdown.")
+
+    @field_validator("ice_host_addresses", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("ice_host_addresses")
+    @classmethod
+    def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one address is required")
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.default_room_limit > self.room_limit_ceiling:
+            raise ValueError(
+                f"default_room_limit ({self.default_room_limit}) is above "
+                f"room_limit_ceiling ({self.room_limit_ceiling})"
+            )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'telecircle.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from overrides, the environment and the optional TOML file.
+
+    Raises :class:`ConfigError` with a readable message naming each bad setting.
+    """
+    file_values: dict[str, Any] = {}
+    config_file = os.environ.get("TELECIRCLE_CONFIG_FILE")
+    if config_file:
+        path = Path(config_file)
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"TELECIRCLE_CONFIG_FILE: cannot read {path}: {exc.strerror}"
+            ) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"TELECIRCLE_CONFIG_FILE: {path} is not valid TOML: {exc}") from exc
+    env_names = {
+        name for name in Settings.model_fields if f"TELECIRCLE_{name.upper()}" in os.environ
+    }
+    # Environment beats file: drop file values that the environment sets.
+    merged = {k: v for k, v in file_values.items() if k not in env_names}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = f"TELECIRCLE_{name.upper()}" if name in Settings.model_fields else name
+            problems.append(f"{env}: {error['msg']}")
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,32 @@
+"""Who may receive a track. Derived from room state, never stored.
+
+The SFU forwards a packet of ``track`` only to participants in ``audience(state, track)``.
+"""
+
+from __future__ import annotations
+
+from telecircle.domain.ids import ParticipantId
+from telecircle.domain.model import Place, RoomState, TrackKind, TrackRef
+
+
+def audience(state: RoomState, track: TrackRef) -> frozenset[ParticipantId]:
+    owner = state.find(track.owner)
+    if owner is None or owner.place is not Place.PLENARY:
+        return frozenset()
+    # A track its owner turned off is not forwarded at all, so nobody can receive it.
+    if track.kind is TrackKind.AUDIO and not owner.audio_on:
+        return frozenset()
+    if track.kind is TrackKind.VIDEO and not owner.video_on:
+        return frozenset()
+    return frozenset(
+        p.id for p in state.participants if p.place is Place.PLENARY and p.id != owner.id
+    )
+
+
+def all_audiences(state: RoomState) -> dict[TrackRef, frozenset[ParticipantId]]:
+    """The audience of every track in the room (both kinds for every participant)."""
+    return {
+        TrackRef(p.id, kind): audience(state, TrackRef(p.id, kind))
+        for p in state.participants
+        for kind in TrackKind
+    }

@@ -1,0 +1,38 @@
+"""Commands: what someone asks the room to do."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from telecircle.domain.ids import ParticipantId
+
+
+class LeaveReason(enum.Enum):
+    LEFT = "left"
+    CONNECTION_LOST = "connection_lost"
+    SERVER_SHUTDOWN = "server_shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    participant_id: ParticipantId
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    participant_id: ParticipantId
+    reason: LeaveReason
+
+
+@dataclass(frozen=True, slots=True)
+class SetOwnMedia:
+    """A participant turns their own microphone and/or camera on or off."""
+
+    participant_id: ParticipantId
+    audio_on: bool | None = None
+    video_on: bool | None = None
+
+
+Command = Join | Leave | SetOwnMedia

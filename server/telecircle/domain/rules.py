@@ -1,0 +1,82 @@
+"""The rules: ``decide(state, command, now) -> (state, events)``.
+
+``decide`` is total over valid commands: it either returns the new state and the events
+that describe the change, or raises a :class:`DomainError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from telecircle.domain.commands import Command, Join, Leave, SetOwnMedia
+from telecircle.domain.errors import AlreadyInRoom, InvalidCommand, NotInRoom, RoomFull
+from telecircle.domain.events import Event, MediaChanged, ParticipantJoined, ParticipantLeft
+from telecircle.domain.model import Participant, Place, RoomState
+
+MAX_DISPLAY_NAME_LENGTH = 64
+
+
+def decide(state: RoomState, command: Command, now: float) -> tuple[RoomState, list[Event]]:
+    """Apply ``command`` to ``state`` at time ``now`` (seconds, any epoch)."""
+    if isinstance(command, Join):
+        return _join(state, command, now)
+    if isinstance(command, Leave):
+        return _leave(state, command, now)
+    return _set_own_media(state, command, now)
+
+
+def normalise_display_name(raw: str) -> str:
+    """Collapse whitespace and check length; raise InvalidCommand when unusable."""
+    name = " ".join(raw.split())
+    if not name:
+        raise InvalidCommand("Please enter a display name.")
+    if len(name) > MAX_DISPLAY_NAME_LENGTH:
+        raise InvalidCommand(f"Display names are at most {MAX_DISPLAY_NAME_LENGTH} characters.")
+    if any(not ch.isprintable() for ch in name):
+        raise InvalidCommand("Display names may not contain control characters.")
+    return name
+
+
+def _join(state: RoomState, command: Join, now: float) -> tuple[RoomState, list[Event]]:
+    if state.find(command.participant_id) is not None:
+        raise AlreadyInRoom("You are already in this room.")
+    if state.seats_taken() >= state.participant_limit:
+        raise RoomFull(
+            f"This room is full ({state.participant_limit} people). "
+            "Please ask your therapist for help."
+        )
+    name = normalise_display_name(command.display_name)
+    # No lobby yet (the access issue adds it): everyone who joins goes to the plenary.
+    participant = Participant(
+        id=command.participant_id, display_name=name, place=Place.PLENARY, joined_at=now
+    )
+    new_state = replace(state, participants=(*state.participants, participant))
+    return new_state, [ParticipantJoined(participant.id, name, now)]
+
+
+def _leave(state: RoomState, command: Leave, now: float) -> tuple[RoomState, list[Event]]:
+    if state.find(command.participant_id) is None:
+        raise NotInRoom("You are not in this room.")
+    remaining = tuple(p for p in state.participants if p.id != command.participant_id)
+    return replace(state, participants=remaining), [
+        ParticipantLeft(command.participant_id, command.reason, now)
+    ]
+
+
+def _set_own_media(
+    state: RoomState, command: SetOwnMedia, now: float
+) -> tuple[RoomState, list[Event]]:
+    current = state.find(command.participant_id)
+    if current is None:
+        raise NotInRoom("You are not in this room.")
+    updated = replace(
+        current,
+        audio_on=current.audio_on if command.audio_on is None else command.audio_on,
+        video_on=current.video_on if command.video_on is None else command.video_on,
+    )
+    if updated == current:
+        return state, []
+    participants = tuple(updated if p.id == current.id else p for p in state.participants)
+    return replace(state, participants=participants), [
+        MediaChanged(updated.id, updated.audio_on, updated.video_on, now)
+    ]
