@@ -1,0 +1,191 @@
+"""Every aiortc internal the SFU touches, in one place (aiortc is pinned to 1.16.0).
+
+Publisher side: a receiver's decoder is neutralised (its frames are discarded, never
+decoded) and each incoming RTP packet is handed to the SFU before aiortc's own handler
+runs (which keeps NACK generation, REMB and receiver reports towards the publisher).
+
+Subscriber side: each slot's sender carries a :class:`SilentTrack`, so aiortc's own RTP
+loop sends nothing; the SFU sends rewritten packets through the sender's DTLS transport
+and takes the sender's RTCP (NACK, PLI, FIR) for itself.
+
+tests/media/test_aiortc_seams.py checks that every name below still exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+)
+
+RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+RECEIVER_RTP_HANDLER = "_handle_rtp_packet"
+RECEIVER_SEND_PLI = "_send_rtcp_pli"
+SENDER_RTCP_HANDLER = "_handle_rtcp_packet"
+SENDER_SSRC = "_ssrc"
+SENDER_EXTENSIONS_MAP = "_RTCRtpSender__rtp_header_extensions_map"
+# Sender report fields: kept current so the subscriber can sync audio and video.
+SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
+SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
+SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
+TRANSPORT_SEND_RTP = "_send_rtp"
+
+RECEIVER_NAMES = (RECEIVER_DECODER_QUEUE, RECEIVER_RTP_HANDLER, RECEIVER_SEND_PLI)
+SENDER_NAMES = (
+    SENDER_RTCP_HANDLER,
+    SENDER_SSRC,
+    SENDER_EXTENSIONS_MAP,
+    SENDER_NTP_TIMESTAMP,
+    SENDER_RTP_TIMESTAMP,
+    SENDER_PACKET_COUNT,
+    SENDER_OCTET_COUNT,
+)
+
+NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
+
+PacketSink = Callable[[RtpPacket], Awaitable[None]]
+NackSink = Callable[[list[int]], Awaitable[None]]
+
+
+class DiscardingDecoderQueue:
+    """Stands in for a receiver's decoder queue: frames are dropped, never decoded.
+
+    aiortc's decoder thread blocks in :meth:`get` until the receiver stops (it puts
+    ``None``), then exits; no frame ever reaches it.
+    """
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+
+    def put(self, item: object) -> None:
+        if item is None:
+            self._stopped.set()
+
+    def get(self) -> None:
+        self._stopped.wait()
+
+
+def neutralise_decoder(receiver: RTCRtpReceiver) -> None:
+    """Replace the decoder queue; call before ``receive()`` starts the decoder thread."""
+    setattr(receiver, RECEIVER_DECODER_QUEUE, DiscardingDecoderQueue())
+
+
+def tap_rtp(receiver: RTCRtpReceiver, before: PacketSink) -> None:
+    """Run ``before(packet)`` for each RTP packet the receiver gets, then aiortc's handler."""
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        await before(packet)
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    any_receiver: Any = receiver
+    any_receiver._handle_rtp_packet = handle
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Ask the publisher of ``media_ssrc`` for a keyframe (RTCP PLI)."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+class SilentTrack(MediaStreamTrack):
+    """A track that never yields a frame: keeps aiortc's sender loop parked, not polling."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._ended = asyncio.Event()
+
+    async def recv(self) -> Any:
+        await self._ended.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        self._ended.set()
+        super().stop()
+
+
+class SlotSenderTap:
+    """The SFU's handle on one subscriber slot's sender.
+
+    ``payload_type`` and ``ready`` are set once aiortc has started the sender (after the
+    subscriber's answer and DTLS); packets may only be sent after that.
+    """
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        on_started: Callable[[], None],
+        on_nack: NackSink,
+        on_keyframe_request: Callable[[], None],
+    ) -> None:
+        self.sender = sender
+        self.ssrc: int = sender._ssrc
+        self.payload_type = 0
+        self.mid = ""
+        self.ready = False
+        self._extensions = HeaderExtensionsMap()
+        self._any: Any = sender
+        original_send = sender.send
+        original_rtcp = sender._handle_rtcp_packet
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            await original_send(parameters)
+            self.payload_type = int(parameters.codecs[0].payloadType or 0)
+            self.mid = str(parameters.muxId)
+            self._extensions = getattr(sender, SENDER_EXTENSIONS_MAP)
+            self.ready = True
+            on_started()
+
+        async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                await on_nack(list(packet.lost))
+            elif isinstance(packet, RtcpPsfbPacket):
+                # PLI/FIR are relayed to the publisher; REMB (APP) is ignored for now:
+                # the SFU does no bandwidth adaptation yet.
+                if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                    on_keyframe_request()
+            else:
+                await original_rtcp(packet)
+
+        sender_any: Any = sender
+        sender_any.send = send
+        sender_any._handle_rtcp_packet = handle_rtcp
+
+    def serialize(self, packet: RtpPacket) -> bytes:
+        return packet.serialize(self._extensions)
+
+    async def send_rtp(self, data: bytes, rtp_timestamp: int, payload_bytes: int) -> None:
+        """Protect and send one serialized packet; raises ConnectionError if not connected."""
+        await self.sender.transport._send_rtp(data)
+        sender = self._any
+        # Same bookkeeping aiortc's own RTP loop does, for its sender reports.
+        setattr(sender, SENDER_NTP_TIMESTAMP, int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32)))
+        setattr(sender, SENDER_RTP_TIMESTAMP, rtp_timestamp)
+        setattr(sender, SENDER_PACKET_COUNT, getattr(sender, SENDER_PACKET_COUNT) + 1)
+        setattr(sender, SENDER_OCTET_COUNT, getattr(sender, SENDER_OCTET_COUNT) + payload_bytes)
+
+    async def resend(self, data: bytes) -> None:
+        """Send a packet again (NACK answer); no sender-report bookkeeping."""
+        await self.sender.transport._send_rtp(data)
+
+
+def abs_send_time(now: float) -> int:
+    """The abs-send-time header extension value (6.18 fixed point NTP seconds) for ``now``."""
+    return int((now + NTP_EPOCH_OFFSET) * (1 << 18)) & 0xFFFFFF

@@ -1,0 +1,70 @@
+"""Creating, watching and closing one aiortc peer connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtcrtpsender import RTCRtpSender
+
+logger = logging.getLogger(__name__)
+
+LOST_STATES = ("failed", "closed")
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    # No STUN server: aiortc's default would contact a public one. Host candidates come
+    # from the ICE policy; TURN/announced addresses are a later addition.
+    # MAX_BUNDLE: with aiortc's default (BALANCED) the second transceiver of a kind stays
+    # on a per-kind transport that bundling then stops, so slots after the first never
+    # start. Browsers always bundle.
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+def codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
+    """Only opus (audio) or only VP8 (video), without RTX: packets are forwarded as-is."""
+    wanted = "audio/opus" if kind == "audio" else "video/vp8"
+    return [
+        codec
+        for codec in RTCRtpSender.getCapabilities(kind).codecs
+        if codec.mimeType.lower() == wanted
+    ]
+
+
+class Connection:
+    """One peer connection and the callback for its unexpected loss.
+
+    ``on_lost`` runs at most once, when the connection turns failed/closed while
+    :meth:`close` was not called.
+    """
+
+    def __init__(
+        self, pc: RTCPeerConnection, on_lost: Callable[[], None], close_timeout: float
+    ) -> None:
+        self.pc = pc
+        self._close_timeout = close_timeout
+        self.closing = False
+        self._on_lost: Callable[[], None] | None = on_lost
+        pc.on("connectionstatechange", self._state_changed)
+
+    def _state_changed(self) -> None:
+        if self.closing or self.pc.connectionState not in LOST_STATES:
+            return
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+    async def close(self) -> None:
+        """Close the peer connection; idempotent; gives up (with a log) after the timeout."""
+        self.closing = True
+        self._on_lost = None
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self.pc.close()
+        except TimeoutError:
+            logger.warning("media.pc_close_timeout")

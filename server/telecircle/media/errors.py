@@ -1,0 +1,17 @@
+"""The one error class of the media plane."""
+
+from __future__ import annotations
+
+
+class MediaError(Exception):
+    """A media request was refused.
+
+    ``code`` is stable and machine-readable (``invalid_sdp``, ``invalid_request``,
+    ``not_subscribed``, ``media_closed``, ``negotiation_timeout``); ``message`` is safe to
+    show a user: it never contains SDP, addresses or names.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

@@ -1,0 +1,293 @@
+"""A media room: the publishers and subscribers of one live session, and the routing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiortc.rtp import RtpPacket
+
+from telecircle.domain.ids import ParticipantId
+from telecircle.domain.model import TrackKind, TrackRef
+from telecircle.media.connection import Connection, new_peer_connection
+from telecircle.media.errors import MediaError
+from telecircle.media.publisher import Publisher
+from telecircle.media.sdp_check import check_publish_offer, check_subscribe_answer
+from telecircle.media.settings import MediaSettings
+from telecircle.media.subscriber import Subscriber
+from telecircle.media.vp8 import Vp8Info
+from telecircle.signalling.messages import SlotMids
+
+logger = logging.getLogger(__name__)
+
+SlotsCallback = Callable[[ParticipantId, list[tuple[int, ParticipantId | None]]], None]
+PathLostCallback = Callable[[ParticipantId], None]
+EMPTY: frozenset[ParticipantId] = frozenset()
+
+
+class MediaRoom:
+    """Forwards each publisher's packets to the subscribers in the track's audience.
+
+    Slot reports: ``on_slots(pid, assignments)`` is called for a subscriber first at the
+    end of :meth:`accept_subscribe_answer` (its connection exists, the client can map
+    mids), then after every :meth:`set_audiences` that changes its assignment. It is never
+    called from :meth:`subscribe`. ``on_path_lost(pid)`` is called once per peer connection
+    that fails or closes without :meth:`remove`/:meth:`close`/replacement; that connection
+    is then closed and forgotten by the room. Callbacks must not raise.
+
+    The caller serialises calls per participant (publish, subscribe, remove of one pid are
+    not run concurrently).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        settings: MediaSettings,
+        on_slots: SlotsCallback,
+        on_path_lost: PathLostCallback,
+        on_closed: Callable[[MediaRoom], None],
+    ) -> None:
+        self.key = key
+        self._settings = settings
+        self._on_slots = on_slots
+        self._on_path_lost = on_path_lost
+        self._on_closed = on_closed
+        self._audiences: dict[TrackRef, frozenset[ParticipantId]] = {}
+        self._publishers: dict[ParticipantId, Publisher] = {}
+        self._subscribers: dict[ParticipantId, Subscriber] = {}
+        self._connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # ---- publishing -------------------------------------------------------------------
+
+    async def publish(self, pid: ParticipantId, offer_sdp: str) -> str:
+        """Answer the client's publish offer; replaces pid's previous publish connection."""
+        self._check_open()
+        kinds = check_publish_offer(offer_sdp, self._settings.max_publish_mlines)
+        connection = self._new_connection(pid, "publish")
+        publisher = Publisher(
+            pid, connection, self._forward, self._settings.keyframe_request_interval
+        )
+        answer = await self._negotiate(connection, publisher.negotiate(offer_sdp, kinds))
+        old = self._publishers.get(pid)
+        self._publishers[pid] = publisher
+        for subscriber in self._subscribers.values():
+            subscriber.publisher_restarted(pid)
+        publisher.request_keyframe()
+        if old is not None:
+            await self._close_connection(old.connection)
+        logger.info("media.published room=%s pid=%s", self.key, pid)
+        return answer
+
+    def _forward(
+        self, publisher: Publisher, kind: TrackKind, packet: RtpPacket, info: Vp8Info | None
+    ) -> None:
+        # The hot path: one dict lookup for the audience, one per audience member.
+        if self._publishers.get(publisher.pid) is not publisher:
+            return  # a replaced connection still delivering its last packets
+        ref = publisher.video_ref if kind is TrackKind.VIDEO else publisher.audio_ref
+        audience = self._audiences.get(ref)
+        if not audience:
+            return
+        subscribers = self._subscribers
+        for member in audience:
+            subscriber = subscribers.get(member)
+            if subscriber is not None:
+                subscriber.offer(publisher.pid, ref, packet, info)
+
+    # ---- subscribing ------------------------------------------------------------------
+
+    async def subscribe(self, pid: ParticipantId, slot_count: int) -> tuple[str, list[SlotMids]]:
+        """Offer pid a subscribe connection with ``slot_count`` slots; replaces the old one."""
+        self._check_open()
+        if not 1 <= slot_count <= self._settings.max_slots:
+            raise MediaError("invalid_request", "The number of receive slots is out of range.")
+        connection = self._new_connection(pid, "subscribe")
+        subscriber = Subscriber(
+            pid,
+            connection,
+            slot_count,
+            self._settings.subscriber_queue_packets,
+            self._settings.history_packets,
+            audiences=lambda: self._audiences,
+            request_keyframe=self._request_keyframe,
+        )
+        offer = await self._negotiate(connection, subscriber.negotiate())
+        mids = [SlotMids(index=i, audio_mid=a, video_mid=v) for i, a, v in subscriber.mids()]
+        old = self._subscribers.get(pid)
+        self._subscribers[pid] = subscriber
+        subscriber.start()
+        self._route(subscriber)
+        if old is not None:
+            await old.close()
+            self._connections.discard(old.connection)
+        return offer, mids
+
+    async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None:
+        """Apply the client's answer; on a bad answer the subscribe connection is closed."""
+        self._check_open()
+        subscriber = self._subscribers.get(pid)
+        if subscriber is None or subscriber.reported:
+            raise MediaError("not_subscribed", "There is no subscribe offer waiting for an answer.")
+        try:
+            check_subscribe_answer(answer_sdp, 2 * len(subscriber.slots))
+            await self._negotiate(subscriber.connection, subscriber.accept_answer(answer_sdp))
+        except MediaError:
+            if self._subscribers.get(pid) is subscriber:
+                del self._subscribers[pid]
+            await subscriber.close()
+            self._connections.discard(subscriber.connection)
+            raise
+        subscriber.reported = True
+        self._on_slots(pid, subscriber.table.assignments())
+
+    # ---- routing ----------------------------------------------------------------------
+
+    def set_audiences(self, audiences: Mapping[TrackRef, frozenset[ParticipantId]]) -> None:
+        """Replace the complete routing of the room (who may receive each track)."""
+        if self._closed:
+            return
+        self._audiences = dict(audiences)
+        for subscriber in self._subscribers.values():
+            self._route(subscriber)
+
+    def _route(self, subscriber: Subscriber) -> None:
+        pid = subscriber.pid
+        wanted = {
+            ref.owner
+            for ref, members in self._audiences.items()
+            if pid in members and ref.owner != pid
+        }
+        changed, overflow = subscriber.table.update(wanted)
+        if overflow:
+            logger.warning(
+                "media.slots_exhausted room=%s subscriber=%s unplaced=%s",
+                self.key,
+                pid,
+                ",".join(overflow),
+            )
+        for index, owner in subscriber.table.assignments():
+            audio = video = False
+            if owner is not None:
+                audio = pid in self._audiences.get(TrackRef(owner, TrackKind.AUDIO), EMPTY)
+                video = pid in self._audiences.get(TrackRef(owner, TrackKind.VIDEO), EMPTY)
+            subscriber.assign(index, owner, audio, video)
+        if changed and subscriber.reported:
+            self._on_slots(pid, subscriber.table.assignments())
+
+    def _request_keyframe(self, publisher: ParticipantId) -> None:
+        target = self._publishers.get(publisher)
+        if target is not None:
+            target.request_keyframe()
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    async def remove(self, pid: ParticipantId) -> None:
+        """Close pid's connections and forget it. Its slots elsewhere follow the audiences."""
+        publisher = self._publishers.pop(pid, None)
+        subscriber = self._subscribers.pop(pid, None)
+        if publisher is not None:
+            await self._close_connection(publisher.connection)
+        if subscriber is not None:
+            await subscriber.close()
+            self._connections.discard(subscriber.connection)
+
+    async def close(self) -> None:
+        """Close every connection and task of the room. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tasks:
+            # Each of these closes one lost connection and is itself bounded by close_timeout.
+            await asyncio.wait(set(self._tasks), timeout=2 * self._settings.close_timeout)
+            for task in list(self._tasks):
+                task.cancel()
+        for pid in list(self._publishers.keys() | self._subscribers.keys()):
+            await self.remove(pid)
+        for connection in list(self._connections):
+            await self._close_connection(connection)
+        self._audiences = {}
+        self._on_closed(self)
+        logger.info("media.room_closed room=%s", self.key)
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """(peer connections, publishers, subscribers, queues, tasks) for leak checks."""
+        drains = sum(1 for s in self._subscribers.values() if s.has_task)
+        return (
+            len(self._connections),
+            len(self._publishers),
+            len(self._subscribers),
+            len(self._subscribers),
+            drains + len(self._tasks),
+        )
+
+    # ---- helpers ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MediaError("media_closed", "The media room is closed.")
+
+    def _new_connection(self, pid: ParticipantId, role: str) -> Connection:
+        holder: list[Connection] = []
+        connection = Connection(
+            new_peer_connection(),
+            on_lost=lambda: self._path_lost(pid, role, holder[0]),
+            close_timeout=self._settings.close_timeout,
+        )
+        holder.append(connection)
+        self._connections.add(connection)
+        return connection
+
+    async def _negotiate(
+        self, connection: Connection, step: Awaitable[str] | Awaitable[None]
+    ) -> str:
+        """Run one offer/answer step; on any failure close the connection, raise MediaError."""
+        try:
+            async with asyncio.timeout(self._settings.negotiation_timeout):
+                result = await step
+        except MediaError:
+            await self._close_connection(connection)
+            raise
+        except TimeoutError:
+            await self._close_connection(connection)
+            raise MediaError("negotiation_timeout", "Media negotiation took too long.") from None
+        except Exception as exc:
+            await self._close_connection(connection)
+            raise MediaError("invalid_sdp", "The session description was refused.") from exc
+        if self._closed:
+            await self._close_connection(connection)
+            raise MediaError("media_closed", "The media room is closed.")
+        return result or ""
+
+    async def _close_connection(self, connection: Connection) -> None:
+        await connection.close()
+        self._connections.discard(connection)
+
+    def _path_lost(self, pid: ParticipantId, role: str, connection: Connection) -> None:
+        if self._closed or connection.closing:
+            return
+        logger.info("media.path_lost room=%s pid=%s role=%s", self.key, pid, role)
+        publisher = self._publishers.get(pid)
+        if publisher is not None and publisher.connection is connection:
+            del self._publishers[pid]
+        subscriber = self._subscribers.get(pid)
+        if subscriber is not None and subscriber.connection is connection:
+            del self._subscribers[pid]
+            self._spawn(self._close_subscriber(subscriber))
+        else:
+            self._spawn(self._close_connection(connection))
+        self._on_path_lost(pid)
+
+    async def _close_subscriber(self, subscriber: Subscriber) -> None:
+        await subscriber.close()
+        self._connections.discard(subscriber.connection)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,41 @@
+"""The media plane's own view of the server settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telecircle.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Everything the SFU needs to know, frozen at construction.
+
+    Tests build it directly to use values the public settings refuse (for example a
+    tiny ``subscriber_queue_packets`` to provoke drops).
+    """
+
+    ice_host_addresses: tuple[str, ...] = ("127.0.0.1",)
+    ice_consent_interval: float = 2.0
+    ice_consent_failures: int = 4
+    subscriber_queue_packets: int = 512
+    keyframe_request_interval: float = 0.5
+    # Outgoing packets kept per slot for answering a subscriber's NACKs.
+    history_packets: int = 512
+    # A browser's publish offer has one audio and one video m-line; a few more are
+    # tolerated (only the first of each kind is forwarded), more is refused.
+    max_publish_mlines: int = 4
+    max_slots: int = 32
+    # Bound on one offer/answer exchange and on closing one peer connection.
+    negotiation_timeout: float = 15.0
+    close_timeout: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MediaSettings:
+        return cls(
+            ice_host_addresses=tuple(settings.ice_host_addresses),
+            ice_consent_interval=settings.ice_consent_interval,
+            ice_consent_failures=settings.ice_consent_failures,
+            subscriber_queue_packets=settings.subscriber_queue_packets,
+            keyframe_request_interval=settings.keyframe_request_interval,
+        )

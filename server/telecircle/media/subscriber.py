@@ -1,0 +1,296 @@
+"""A subscriber: one participant's subscribe peer connection, its slots and its send queue."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from aiortc import RTCSessionDescription
+from aiortc.rtp import RtpPacket
+
+from telecircle.domain.ids import ParticipantId
+from telecircle.domain.model import TrackKind, TrackRef
+from telecircle.media import aiortc_tap
+from telecircle.media.connection import Connection, codec_preferences
+from telecircle.media.rewrite import PictureIdRewriter, StreamRewriter
+from telecircle.media.slots import SlotTable
+from telecircle.media.vp8 import Vp8Info
+
+logger = logging.getLogger(__name__)
+
+AUDIO_CLOCK = 48_000
+VIDEO_CLOCK = 90_000
+# The drain task wakes this often when idle, so that no wait is unbounded.
+IDLE_WAIT = 1.0
+
+Audiences = Mapping[TrackRef, frozenset[ParticipantId]]
+QueueItem = tuple["TrackSlot", TrackRef, RtpPacket, Vp8Info | None]
+
+
+class TrackSlot:
+    """One sendonly transceiver of a slot: what feeds it and how its stream is rewritten."""
+
+    def __init__(self, kind: TrackKind, index: int, history_size: int) -> None:
+        self.kind = kind
+        self.index = index
+        self.tap: aiortc_tap.SlotSenderTap | None = None
+        self.publisher: ParticipantId | None = None
+        self.active = False
+        self.waiting_keyframe = kind is TrackKind.VIDEO
+        self.rewriter = StreamRewriter(VIDEO_CLOCK if kind is TrackKind.VIDEO else AUDIO_CLOCK)
+        self.pictures = PictureIdRewriter()
+        self.history: list[tuple[int, bytes] | None] = [None] * history_size
+
+    def resync(self, *, same_source: bool = False) -> None:
+        """Restart from the next packet (audio) or the next keyframe (video)."""
+        self.rewriter.rebase(keep_timestamps=same_source)
+        if self.kind is TrackKind.VIDEO:
+            self.waiting_keyframe = True
+            self.pictures.rebase()
+
+
+class Subscriber:
+    """Sends the media of up to ``slot_count`` publishers to one participant.
+
+    Packets are queued by :meth:`offer` (synchronous, from publishers' receive paths)
+    into one bounded queue and sent by one drain task owned by this object. A full queue
+    drops the packet; a dropped video packet makes its slot wait for the next keyframe.
+    At send time the packet is checked again against the room's current audiences.
+    """
+
+    def __init__(
+        self,
+        pid: ParticipantId,
+        connection: Connection,
+        slot_count: int,
+        queue_capacity: int,
+        history_size: int,
+        audiences: Callable[[], Audiences],
+        request_keyframe: Callable[[ParticipantId], None],
+    ) -> None:
+        self.pid = pid
+        self.connection = connection
+        self.table = SlotTable(slot_count)
+        self.reported = False
+        self.slots = [
+            (
+                TrackSlot(TrackKind.AUDIO, i, history_size),
+                TrackSlot(TrackKind.VIDEO, i, history_size),
+            )
+            for i in range(slot_count)
+        ]
+        self._capacity = queue_capacity
+        self._queue: collections.deque[QueueItem] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._audiences = audiences
+        self._request_keyframe = request_keyframe
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.sent = 0
+        self._failed_once = False
+
+    @property
+    def has_task(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def negotiate(self) -> str:
+        """Create the slots' transceivers and return the offer SDP."""
+        pc = self.connection.pc
+        for audio, video in self.slots:
+            for track_slot in (audio, video):
+                kind = track_slot.kind.value
+                transceiver = pc.addTransceiver(aiortc_tap.SilentTrack(kind), direction="sendonly")
+                transceiver.setCodecPreferences(codec_preferences(kind))
+                track_slot.tap = aiortc_tap.SlotSenderTap(
+                    transceiver.sender,
+                    on_started=self._started_callback(track_slot),
+                    on_nack=self._nack_callback(track_slot),
+                    on_keyframe_request=self._pli_callback(track_slot),
+                )
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)
+        return str(pc.localDescription.sdp)
+
+    def mids(self) -> list[tuple[int, str, str]]:
+        """(index, audio mid, video mid) per slot, from the negotiated transceivers."""
+        transceivers = self.connection.pc.getTransceivers()
+        return [
+            (i, str(transceivers[2 * i].mid), str(transceivers[2 * i + 1].mid))
+            for i in range(len(self.slots))
+        ]
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        await self.connection.pc.setRemoteDescription(
+            RTCSessionDescription(sdp=answer_sdp, type="answer")
+        )
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._drain(), name=f"media-subscriber-{self.pid}"
+            )
+
+    async def close(self) -> None:
+        """Stop the drain task, drop the queue, close the peer connection. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                async with asyncio.timeout(IDLE_WAIT):
+                    await asyncio.gather(task, return_exceptions=True)
+            except TimeoutError:
+                logger.warning("media.drain_stop_timeout subscriber=%s", self.pid)
+        self._queue.clear()
+        await self.connection.close()
+
+    # ---- routing (called by the room) -------------------------------------------------
+
+    def assign(self, index: int, publisher: ParticipantId | None, audio: bool, video: bool) -> None:
+        """Set who feeds slot ``index`` and which of its kinds this subscriber may receive."""
+        for track_slot, active in zip(self.slots[index], (audio, video), strict=True):
+            changed = track_slot.publisher != publisher
+            resumed = active and not track_slot.active
+            track_slot.publisher = publisher
+            track_slot.active = active
+            if changed or resumed:
+                track_slot.resync(same_source=not changed)
+                if active and track_slot.kind is TrackKind.VIDEO and publisher is not None:
+                    self._request_keyframe(publisher)
+
+    def publisher_restarted(self, publisher: ParticipantId) -> None:
+        """The publisher has a new connection: new SSRC and numbering, so start over."""
+        index = self.table.index_of(publisher)
+        if index is None:
+            return
+        for track_slot in self.slots[index]:
+            track_slot.resync()
+
+    def offer(
+        self, publisher: ParticipantId, ref: TrackRef, packet: RtpPacket, info: Vp8Info | None
+    ) -> None:
+        """Queue a packet of ``publisher`` for this subscriber, or drop it. Never blocks."""
+        index = self.table.index_of(publisher)
+        if index is None:
+            return
+        track_slot = self.slots[index][1 if info is not None else 0]
+        tap = track_slot.tap
+        if not track_slot.active or tap is None or not tap.ready:
+            return
+        if len(self._queue) >= self._capacity:
+            self.dropped += 1
+            if info is not None:
+                if not track_slot.waiting_keyframe:
+                    track_slot.resync(same_source=True)
+                    self._request_keyframe(publisher)
+                elif info.keyframe:
+                    self._request_keyframe(publisher)  # the keyframe we waited for is lost
+            return
+        self._queue.append((track_slot, ref, packet, info))
+        self._wakeup.set()
+
+    # ---- aiortc callbacks -------------------------------------------------------------
+
+    def _started_callback(self, track_slot: TrackSlot) -> Callable[[], None]:
+        def started() -> None:
+            track_slot.resync()
+            if track_slot.kind is TrackKind.VIDEO and track_slot.publisher is not None:
+                self._request_keyframe(track_slot.publisher)
+
+        return started
+
+    def _nack_callback(self, track_slot: TrackSlot) -> aiortc_tap.NackSink:
+        async def nack(lost: list[int]) -> None:
+            tap = track_slot.tap
+            if tap is None:
+                return
+            history = track_slot.history
+            for seq in lost:
+                entry = history[seq % len(history)]
+                if entry is not None and entry[0] == seq:
+                    try:
+                        await tap.resend(entry[1])
+                    except ConnectionError:
+                        return
+
+        return nack
+
+    def _pli_callback(self, track_slot: TrackSlot) -> Callable[[], None]:
+        def pli() -> None:
+            if track_slot.publisher is not None and track_slot.active:
+                self._request_keyframe(track_slot.publisher)
+
+        return pli
+
+    # ---- the drain task ---------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(IDLE_WAIT):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+                continue
+            track_slot, ref, packet, info = queue.popleft()
+            try:
+                await self._send(track_slot, ref, packet, info)
+            except ConnectionError:
+                # The path is gone; the connection watcher reports it. Keep draining so
+                # the queue never holds stale packets.
+                self.dropped += 1
+            except Exception:
+                # A bug must not silence this subscriber for good: drop the packet, go on.
+                self.dropped += 1
+                if not self._failed_once:
+                    self._failed_once = True
+                    logger.exception("media.send_failed subscriber=%s", self.pid)
+
+    async def _send(
+        self, track_slot: TrackSlot, ref: TrackRef, packet: RtpPacket, info: Vp8Info | None
+    ) -> None:
+        tap = track_slot.tap
+        if (
+            tap is None
+            or not track_slot.active
+            or track_slot.publisher != ref.owner
+            or self.pid not in self._audiences().get(ref, frozenset())
+        ):
+            return
+        payload = packet.payload
+        if info is not None:
+            if track_slot.waiting_keyframe:
+                if not info.keyframe:
+                    # Keep asking (the publisher rate-limits): the first request or its
+                    # keyframe may have been lost.
+                    self._request_keyframe(ref.owner)
+                    return
+                track_slot.waiting_keyframe = False
+            payload = track_slot.pictures.map(payload, info)
+        now = time.time()
+        mapped = track_slot.rewriter.map(packet.sequence_number, packet.timestamp, now)
+        if mapped is None:
+            return
+        seq, timestamp = mapped
+        out = RtpPacket(
+            payload_type=tap.payload_type,
+            marker=packet.marker,
+            sequence_number=seq,
+            timestamp=timestamp,
+            ssrc=tap.ssrc,
+            payload=payload,
+        )
+        out.extensions.mid = tap.mid
+        out.extensions.abs_send_time = aiortc_tap.abs_send_time(now)
+        if packet.extensions.audio_level is not None:
+            out.extensions.audio_level = packet.extensions.audio_level
+        data = tap.serialize(out)
+        history = track_slot.history
+        history[seq % len(history)] = (seq, data)
+        await tap.send_rtp(data, timestamp, len(payload))
+        self.sent += 1

@@ -1,0 +1,91 @@
+"""Fails loudly if an aiortc/aioice internal the SFU relies on changes.
+
+media/aiortc_tap.py and media/ice_policy.py name every private attribute they touch;
+this checks each still exists with the expected shape. If this fails after an upgrade,
+re-read those modules against the new aiortc/aioice source before changing the pins.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice
+import aioice.ice
+import aiortc
+from aiortc import rtcrtpreceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from telecircle.media import aiortc_tap, ice_policy
+from telecircle.media.connection import new_peer_connection
+from telecircle.media.settings import MediaSettings
+from telecircle.media.sfu import Sfu
+
+
+def test_pinned_versions() -> None:
+    assert aiortc.__version__ == "1.16.0"
+    assert aioice.__version__ == "0.13.0"
+
+
+async def test_receiver_and_sender_internals_exist() -> None:
+    pc = new_peer_connection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        for name in aiortc_tap.RECEIVER_NAMES:
+            assert hasattr(transceiver.receiver, name), name
+        for name in aiortc_tap.SENDER_NAMES:
+            assert hasattr(transceiver.sender, name), name
+        assert hasattr(transceiver, "_codecs")
+        assert hasattr(RTCDtlsTransport, aiortc_tap.TRANSPORT_SEND_RTP)
+        # The decoder thread reads the queue with a bare get() and stops on None.
+        worker = inspect.getsource(rtcrtpreceiver.decoder_worker)
+        assert "input_q.get()" in worker and "if task is None" in worker
+        # The DTLS transport calls the receiver's handler through the instance attribute.
+        assert "receiver._handle_rtp_packet(packet, arrival_time_ms=" in inspect.getsource(
+            RTCDtlsTransport
+        )
+        # aiortc starts senders through sender.send(parameters), and keyframe requests
+        # end in _send_keyframe (which the SFU's senders never use).
+        assert list(inspect.signature(RTCRtpSender.send).parameters) == ["self", "parameters"]
+        assert hasattr(RTCRtpSender, "_send_keyframe")
+        assert hasattr(RTCRtpReceiver, "_send_rtcp_pli")
+    finally:
+        await pc.close()
+
+
+def test_neutralised_decoder_queue_contract() -> None:
+    queue = aiortc_tap.DiscardingDecoderQueue()
+    queue.put(("codec", "frame"))  # discarded
+    queue.put(None)
+    queue.get()  # returns at once once None was put
+
+
+def test_aioice_seams_install_and_uninstall() -> None:
+    for name in ice_policy.PATCHED_NAMES:
+        assert hasattr(aioice.ice, name), name
+    assert hasattr(aioice.ice.Connection, ice_policy.CONSENT_METHOD)
+    assert "self._closing = " in inspect.getsource(aioice.ice.Connection.__init__)
+    assert "CONSENT_INTERVAL" in inspect.getsource(aioice.ice.Connection.query_consent)
+
+    originals = {name: getattr(aioice.ice, name) for name in ice_policy.PATCHED_NAMES}
+    original_consent = aioice.ice.Connection.query_consent
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
+
+    sfu = Sfu(
+        MediaSettings(
+            ice_host_addresses=("127.0.0.1",), ice_consent_interval=1.5, ice_consent_failures=3
+        )
+    )
+    sfu.install()
+    sfu.install()  # idempotent
+    assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
+    assert aioice.ice.get_host_addresses(False, True) == []
+    assert (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES) == (1.5, 3)
+    assert aioice.ice.Connection.query_consent is not original_consent
+
+    sfu._ice.uninstall()
+    sfu._ice.uninstall()
+    for name, value in originals.items():
+        assert getattr(aioice.ice, name) is value
+    assert aioice.ice.Connection.query_consent is original_consent

@@ -1,0 +1,66 @@
+"""A dead media path is noticed (ICE consent) and reported once; the room cleans it up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from telecircle.media.room import MediaRoom
+from telecircle.media.settings import MediaSettings
+from telecircle.media.sfu import Sfu
+
+from .conftest import RoomEvents
+from .peer import EncodedMedia, SyntheticPeer, wait_until
+
+
+@pytest.fixture
+def media_settings() -> MediaSettings:
+    return MediaSettings(ice_consent_interval=0.3, ice_consent_failures=2)
+
+
+def cut_network(peer: SyntheticPeer) -> None:
+    """Close the peer's UDP sockets without any goodbye, as a vanished client would."""
+    assert peer.publish_pc is not None
+    for transceiver in peer.publish_pc.getTransceivers():
+        connection: Any = transceiver.sender.transport.transport._connection
+        for protocol in connection._protocols:
+            protocol.transport.close()
+
+
+async def test_dead_publish_path_is_reported(
+    sfu: Sfu, room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
+) -> None:
+    peer = SyntheticPeer("gone", media_library[6])
+    try:
+        await peer.publish(room)
+        await wait_until(lambda: sfu.counts().publishers == 1)
+        await wait_until(
+            lambda: any(
+                t.receiver.transport.state == "connected"
+                for t in room._publishers[peer.pid].connection.pc.getTransceivers()
+            )
+        )
+        cut_network(peer)
+        await wait_until(lambda: events.lost == [peer.pid], timeout=15)
+        await wait_until(lambda: sfu.counts().peer_connections == 0)
+        assert sfu.counts().publishers == 0
+    finally:
+        await peer.close()
+        await room.close()
+    assert events.lost == [peer.pid]
+
+
+async def test_removed_connections_are_not_reported_lost(
+    sfu: Sfu, room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
+) -> None:
+    peer = SyntheticPeer("leaver", media_library[7])
+    try:
+        await peer.publish(room)
+        await peer.subscribe(room, slot_count=1)
+        await room.remove(peer.pid)
+        await room.remove(peer.pid)  # idempotent
+    finally:
+        await peer.close()
+    assert events.lost == []
+    assert sfu.counts().peer_connections == 0

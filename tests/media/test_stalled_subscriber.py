@@ -1,0 +1,78 @@
+"""A subscriber that stops draining loses its own packets only."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from telecircle.domain.model import TrackKind, TrackRef
+from telecircle.media.room import MediaRoom
+from telecircle.media.settings import MediaSettings
+
+from .conftest import RoomEvents
+from .peer import EncodedMedia, SyntheticPeer, wait_until
+
+QUEUE = 16
+
+
+@pytest.fixture
+def media_settings() -> MediaSettings:
+    return MediaSettings(subscriber_queue_packets=QUEUE, keyframe_request_interval=0.2)
+
+
+async def test_stalled_subscriber_does_not_slow_others(
+    room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
+) -> None:
+    publisher = SyntheticPeer("pub", media_library[2])
+    healthy = SyntheticPeer("healthy", media_library[3])
+    stalled = SyntheticPeer("stalled", media_library[4])
+    peers = [publisher, healthy, stalled]
+    gate = asyncio.Event()
+    try:
+        await publisher.publish(room)
+        for viewer in (healthy, stalled):
+            await viewer.subscribe(room, slot_count=1)
+        viewers = frozenset({healthy.pid, stalled.pid})
+        room.set_audiences({TrackRef(publisher.pid, kind): viewers for kind in TrackKind})
+        mids = healthy.slot_mids[0]
+        await wait_until(lambda: all(v.received.packets[mids[1]] >= 3 for v in (healthy, stalled)))
+
+        # Stall the stalled subscriber's server side at the lowest seam: its DTLS transport
+        # stops sending (as if the socket blocked), so its drain task stops draining.
+        subscriber = room._subscribers[stalled.pid]
+        transport: Any = subscriber.connection.pc.getTransceivers()[0].sender.transport
+
+        async def blocked_send(data: bytes) -> None:
+            async with asyncio.timeout(60):
+                await gate.wait()
+
+        transport._send_rtp = blocked_send
+        await wait_until(lambda: subscriber.dropped > 0)
+        assert len(subscriber._queue) <= QUEUE
+
+        def sent() -> int:
+            assert publisher.audio_track and publisher.video_track
+            return publisher.audio_track.sent + publisher.video_track.sent
+
+        def got() -> int:
+            return sum(healthy.received.packets[m] for m in mids)
+
+        sent_before, got_before = sent(), got()
+        await wait_until(lambda: sent() >= sent_before + 40)
+        await asyncio.sleep(0.3)  # packets sent in the window reach the healthy peer
+        # Allow for the packets in flight when the window opened.
+        assert got() - got_before >= sent() - sent_before - 8
+        assert len(subscriber._queue) <= QUEUE
+
+        # Released: the stalled subscriber recovers, restarting video on a keyframe.
+        del transport._send_rtp
+        gate.set()
+        keyframes = stalled.received.keyframes[mids[1]]
+        await wait_until(lambda: stalled.received.keyframes[mids[1]] > keyframes)
+    finally:
+        gate.set()
+        for peer in peers:
+            await peer.close()
+        await room.close()
