@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     malformed_message_limit: int = Field(
         5, ge=1, description="Malformed messages tolerated before a connection is closed."
     )
+    rate_limit_strikes: int = Field(
+        50, ge=1, description="Messages refused for rate before a connection is closed."
+    )
     socket_ping_interval: float = Field(4.0, gt=0, description="Engine.io ping interval (s).")
     socket_ping_timeout: float = Field(5.0, gt=0, description="Engine.io ping timeout (s).")
     ice_consent_interval: float = Field(

@@ -1,0 +1,1 @@
+"""Concurrency, persistence and timers around the pure domain."""

@@ -1,0 +1,37 @@
+"""What services need from adapters, as protocols (media routing, fan-out to clients)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from telecircle.domain.events import Event
+from telecircle.domain.ids import ParticipantId
+from telecircle.domain.model import RoomState, TrackRef
+from telecircle.signalling.messages import SlotMids
+
+
+class MediaRouting(Protocol):
+    """The SFU's per-room routing, seen from services."""
+
+    def set_audiences(self, audiences: Mapping[TrackRef, frozenset[ParticipantId]]) -> None: ...
+
+    async def publish(self, pid: ParticipantId, offer_sdp: str) -> str: ...
+
+    async def subscribe(
+        self, pid: ParticipantId, slot_count: int
+    ) -> tuple[str, list[SlotMids]]: ...
+
+    async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None: ...
+
+    async def remove(self, pid: ParticipantId) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RoomObserver(Protocol):
+    """Receives every change after it has been persisted (signalling fans it out)."""
+
+    async def room_changed(
+        self, room_code: str, state: RoomState, events: Sequence[Event]
+    ) -> None: ...

@@ -1,0 +1,1 @@
+"""Socket.io adapter: typed messages in, service calls, acks out."""

@@ -1,0 +1,156 @@
+"""The signalling protocol: the one schema source for server and webclient.
+
+Client -> server events are answered by an ack ``{"ok": true, "data": ...}`` or
+``{"ok": false, "error": {"code": ..., "message": ...}}``. Server -> client events carry
+the models below. ``python -m telecircle.signalling.schema`` writes the JSON Schema the
+webclient's TypeScript types are generated from.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SDP_CHARS = 20_000
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# ---- client -> server -------------------------------------------------------------
+
+
+class JoinRequest(Message):
+    """Take a seat in the room named by its code."""
+
+    room_code: str = Field(min_length=1, max_length=64)
+    display_name: str = Field(min_length=1, max_length=200)
+
+
+class PublishRequest(Message):
+    """The client's offer for its publish connection (sendonly audio + video)."""
+
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
+
+
+class SubscribeRequest(Message):
+    """Ask the server to offer the subscribe connection."""
+
+
+class SubscribeAnswer(Message):
+    """The client's answer to the server's subscribe offer."""
+
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
+
+
+class SetMediaRequest(Message):
+    """Turn the client's own microphone and/or camera on or off."""
+
+    audio_on: bool | None = None
+    video_on: bool | None = None
+
+
+class LeaveRequest(Message):
+    """Leave the room for good."""
+
+
+# ---- ack payloads -----------------------------------------------------------------
+
+
+class ParticipantView(Message):
+    id: str
+    display_name: str
+    audio_on: bool
+    video_on: bool
+
+
+class JoinResult(Message):
+    participant_id: str
+    room_name: str
+    participant_limit: int
+    participants: list[ParticipantView]
+
+
+class SdpResult(Message):
+    sdp: str
+
+
+class SlotMids(Message):
+    """One receive slot of the subscribe connection: the m-line mids that carry it."""
+
+    index: int
+    audio_mid: str
+    video_mid: str
+
+
+class SubscribeOffer(Message):
+    sdp: str
+    slots: list[SlotMids]
+
+
+class Empty(Message):
+    pass
+
+
+class ErrorBody(Message):
+    code: str
+    message: str
+
+
+class ErrorAck(Message):
+    ok: Literal[False] = False
+    error: ErrorBody
+
+
+# ---- server -> client -------------------------------------------------------------
+
+
+class RosterEvent(Message):
+    """Event ``roster``: everyone in the room now (sent to all on every change)."""
+
+    participants: list[ParticipantView]
+
+
+class SlotAssignment(Message):
+    index: int
+    participant_id: str | None
+
+
+class SlotsEvent(Message):
+    """Event ``slots``: which participant feeds each of this client's receive slots."""
+
+    slots: list[SlotAssignment]
+
+
+class ClosedEvent(Message):
+    """Event ``closed``: the server ends this connection's seat; ``reason`` is a code."""
+
+    reason: str
+    message: str
+
+
+CLIENT_EVENTS: dict[str, type[Message]] = {
+    "join": JoinRequest,
+    "publish": PublishRequest,
+    "subscribe": SubscribeRequest,
+    "subscribe_answer": SubscribeAnswer,
+    "set_media": SetMediaRequest,
+    "leave": LeaveRequest,
+}
+
+SERVER_EVENTS: dict[str, type[Message]] = {
+    "roster": RosterEvent,
+    "slots": SlotsEvent,
+    "closed": ClosedEvent,
+}
+
+ACK_DATA: dict[str, type[Message]] = {
+    "join": JoinResult,
+    "publish": SdpResult,
+    "subscribe": SubscribeOffer,
+    "subscribe_answer": Empty,
+    "set_media": Empty,
+    "leave": Empty,
+}

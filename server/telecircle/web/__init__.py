@@ -1,0 +1,1 @@
+"""aiohttp adapter: pages, static webclient, health, security headers."""

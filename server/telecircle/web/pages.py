@@ -1,0 +1,68 @@
+"""HTML pages: the landing page, the room page, and friendly error pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from telecircle.domain.ids import RoomCode
+from telecircle.storage import stores
+from telecircle.web.keys import DATABASE, SETTINGS, TEMPLATES
+
+ROOM_CODE_MAX = 64
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = request.app[TEMPLATES].get_template(template).render(**context)
+    return web.Response(
+        text=html, content_type="text/html", status=status, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    return render(
+        request,
+        "message.html",
+        title="Telecircle",
+        heading="Telecircle is running",
+        body="To join a group, open the link your therapist sent you.",
+    )
+
+
+async def room_page(request: web.Request) -> web.Response:
+    code = request.match_info["code"]
+    room = None
+    if 0 < len(code) <= ROOM_CODE_MAX:
+        room = await stores.get_room_by_code(request.app[DATABASE], RoomCode(code))
+    if room is None:
+        return render(
+            request,
+            "message.html",
+            status=404,
+            title="No such room",
+            heading="No such room",
+            body="This link does not lead to a room. Please check the link, "
+            "or ask your therapist for a new one.",
+        )
+    settings = request.app[SETTINGS]
+    return render(
+        request,
+        "room.html",
+        room_code=room.code,
+        room_name=room.name,
+        participant_limit=min(room.participant_limit, settings.room_limit_ceiling),
+        asset_version=asset_version(request),
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def asset_version(request: web.Request) -> str:
+    bundle = request.app[SETTINGS].webclient_dist / "app.js"
+    try:
+        return str(int(bundle.stat().st_mtime))
+    except OSError:
+        return "0"

@@ -1,0 +1,145 @@
+"""End-to-end: real server, three headless Chromium browsers with distinct fake cameras.
+
+Each browser must show everyone's tile with the right name and decode the two others'
+video, checked by colour (red, green, blue cameras). Then: camera off shows on the
+others, Leave removes the tile, closing a browser abruptly removes its tile, a full
+room refuses a third person with the server's message, and an unknown code is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Playwright, async_playwright
+
+from tests.e2e.conftest import Server
+from tests.e2e.room_page import BLUE, GREEN, RED, RGB, RoomPage, eventually, launch, write_y4m
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+LEAVE_TIMEOUT_S = 15
+ABRUPT_LEAVE_TIMEOUT_S = 20
+
+
+class Browsers:
+    """Launches one browser process per participant and closes what is left at the end."""
+
+    def __init__(self, chromium: Path, camera_dir: Path, stack: AsyncExitStack) -> None:
+        self.chromium = chromium
+        self.camera_dir = camera_dir
+        self.stack = stack
+        self.playwright: Playwright | None = None
+        self.browsers: list[Browser] = []
+
+    async def open(self, name: str, colour: RGB) -> tuple[Browser, RoomPage]:
+        if self.playwright is None:
+            self.playwright = await self.stack.enter_async_context(async_playwright())
+        camera = write_y4m(self.camera_dir / f"{name.lower()}.y4m", colour)
+        browser = await launch(self.playwright, self.chromium, camera)
+        self.browsers.append(browser)
+        page = await browser.new_page(viewport={"width": 1000, "height": 700})
+        return browser, RoomPage(page, name)
+
+    async def close_all(self) -> None:
+        for browser in self.browsers:
+            if browser.is_connected():
+                await browser.close()
+
+
+@pytest.fixture
+async def browsers(chromium_path: Path, tmp_path: Path) -> AsyncIterator[Browsers]:
+    async with AsyncExitStack() as stack:
+        pool = Browsers(chromium_path, tmp_path, stack)
+        try:
+            yield pool
+        finally:
+            await pool.close_all()
+
+
+async def test_three_browsers_see_and_hear_each_other(
+    server: Server, browsers: Browsers, artifacts_dir: Path
+) -> None:
+    url = server.create_room("E2E group", limit=4)
+    colours = {"Alice": RED, "Bob": GREEN, "Carol": BLUE}
+    opened = {name: await browsers.open(name, colour) for name, colour in colours.items()}
+    pages = {name: page for name, (_, page) in opened.items()}
+
+    for page in pages.values():
+        await page.join(url)
+
+    # Everyone sees three tiles with the right names, then decodes the others by colour.
+    for name, page in pages.items():
+        await page.wait_remote_names(set(colours) - {name})
+    for name, page in pages.items():
+        for other in set(colours) - {name}:
+            await page.wait_colour(other, colours[other])
+    for page in pages.values():
+        await page.screenshot(artifacts_dir, "three-connected")
+
+    # Bob turns his camera off: the others see the camera-off indicator, then back on.
+    bob = pages["Bob"]
+    await bob.page.click("#camera-toggle")
+    for name in ("Alice", "Carol"):
+        await eventually(
+            lambda p=pages[name]: p.tile_of("Bob"),
+            lambda tile: tile is not None and not tile.video_on and tile.camera_off_shown,
+            15,
+            f"{name} seeing Bob's camera off",
+        )
+    await pages["Alice"].screenshot(artifacts_dir, "bob-camera-off")
+    await bob.page.click("#camera-toggle")
+    for name in ("Alice", "Carol"):
+        await eventually(
+            lambda p=pages[name]: p.tile_of("Bob"),
+            lambda tile: tile is not None and tile.video_on and not tile.camera_off_shown,
+            15,
+            f"{name} seeing Bob's camera on again",
+        )
+
+    # Alice leaves: her tile disappears from Bob and Carol.
+    alice = pages["Alice"]
+    await alice.page.click("#leave-button")
+    await alice.wait_state("left", timeout=LEAVE_TIMEOUT_S)
+    assert await alice.page.is_visible("#rejoin-link")
+    await alice.screenshot(artifacts_dir, "after-leave")
+    for name in ("Bob", "Carol"):
+        await pages[name].wait_remote_names({"Bob", "Carol"} - {name}, timeout=LEAVE_TIMEOUT_S)
+
+    # Carol's browser dies: her tile disappears from Bob.
+    carol_browser, _ = opened["Carol"]
+    await carol_browser.close()
+    await bob.wait_remote_names(set(), timeout=ABRUPT_LEAVE_TIMEOUT_S)
+    assert await bob.state() == "connected"
+    await bob.screenshot(artifacts_dir, "alone")
+
+
+async def test_full_room_turns_the_third_person_away(
+    server: Server, browsers: Browsers, artifacts_dir: Path
+) -> None:
+    url = server.create_room("Small group", limit=2)
+    first = (await browsers.open("Dana", RED))[1]
+    second = (await browsers.open("Eli", GREEN))[1]
+    third = (await browsers.open("Fay", BLUE))[1]
+    await first.join(url)
+    await second.join(url)
+
+    await third.join(url, expect="room_full")
+    message = (await third.page.text_content("#notice-message") or "").strip()
+    assert message, "the room-full screen shows the server's message"
+    assert await third.page.is_visible("#notice-message")
+    assert await third.page.is_visible("#retry-button")
+    await third.screenshot(artifacts_dir, "room-full")
+    # The two inside are unaffected.
+    await first.wait_remote_names({"Eli"})
+    await second.wait_remote_names({"Dana"})
+
+
+async def test_unknown_room_code_is_a_404_page(server: Server, browsers: Browsers) -> None:
+    _, room = await browsers.open("Gus", RED)
+    response = await room.page.goto(f"{server.base_url}/r/no-such-room-code")
+    assert response is not None
+    assert response.status == 404
+    assert "no such room" in (await room.page.text_content("body") or "").lower()

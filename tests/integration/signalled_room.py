@@ -1,0 +1,35 @@
+"""Adapts a socket.io test client to the room interface the synthetic media peer uses.
+
+With it, ``tests.media.peer.SyntheticPeer`` negotiates through the real signalling
+server exactly like a browser: publish offer -> answer, server's subscribe offer -> answer.
+"""
+
+from __future__ import annotations
+
+from telecircle.domain.ids import ParticipantId
+from telecircle.signalling.messages import SlotMids
+from tests.signalling.client import Client
+
+
+class SignalledRoom:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def publish(self, pid: ParticipantId, offer_sdp: str) -> str:
+        ack = await self.client.call("publish", {"sdp": offer_sdp})
+        if not ack["ok"]:
+            raise RuntimeError(ack["error"]["code"])
+        sdp: str = ack["data"]["sdp"]
+        return sdp
+
+    async def subscribe(self, pid: ParticipantId, slot_count: int) -> tuple[str, list[SlotMids]]:
+        ack = await self.client.call("subscribe", {})
+        if not ack["ok"]:
+            raise RuntimeError(ack["error"]["code"])
+        slots = [SlotMids(**slot) for slot in ack["data"]["slots"]]
+        return ack["data"]["sdp"], slots
+
+    async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None:
+        ack = await self.client.call("subscribe_answer", {"sdp": answer_sdp})
+        if not ack["ok"]:
+            raise RuntimeError(ack["error"]["code"])

@@ -1,0 +1,74 @@
+"""Join/leave churn through the real server leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from telecircle.media.sfu import MediaCounts
+from tests.conftest import ROOMS, SFU, SIGNALLING, RunningServer
+from tests.integration.signalled_room import SignalledRoom
+from tests.media.peer import SyntheticPeer, encode_media, wait_until
+from tests.signalling.client import Client
+
+pytestmark = [pytest.mark.media, pytest.mark.timeout(240)]
+
+CYCLES = 50
+
+
+async def join_with_media(
+    server: RunningServer, code: str, name: str, colour: int
+) -> tuple[Client, SyntheticPeer]:
+    client = await Client().connect(server.url)
+    ack = await client.call("join", {"room_code": code, "display_name": name})
+    assert ack["ok"], ack
+    peer = SyntheticPeer(ack["data"]["participant_id"], encode_media(colour, frames=10))
+    room = SignalledRoom(client)
+    await peer.publish(room)  # type: ignore[arg-type]
+    await peer.subscribe(room, 0)  # type: ignore[arg-type]
+    return client, peer
+
+
+def server_footprint(server: RunningServer) -> tuple[MediaCounts, int, int]:
+    return (
+        server.app[SFU].counts(),
+        server.app[SIGNALLING].connection_count(),
+        server.app[ROOMS].live_room_count(),
+    )
+
+
+async def test_fifty_join_leave_cycles_leave_no_leftovers(server: RunningServer) -> None:
+    code = await server.create_room(limit=4)
+    steady_client, steady_peer = await join_with_media(server, code, "Steady", 0)
+    await asyncio.sleep(0.5)
+    baseline = server_footprint(server)
+    baseline_tasks = len(asyncio.all_tasks())
+
+    for cycle in range(CYCLES):
+        client, peer = await join_with_media(server, code, f"Visitor {cycle}", 1 + cycle % 5)
+        if cycle % 2 == 0:
+            assert (await client.call("leave"))["ok"]
+            await client.close()
+        else:
+            # An abrupt close: no Leave, no close frame.
+            await client.sio.eio.disconnect(abort=True)
+        await peer.close()
+
+    await wait_until(lambda: server_footprint(server) == baseline, timeout=30)
+    # Tasks: the client side of this test also owns tasks; after settling, the total
+    # returns to what it was with only the steady participant present.
+    try:
+        await wait_until(lambda: len(asyncio.all_tasks()) <= baseline_tasks + 2, timeout=30)
+    except TimeoutError:
+        from collections import Counter
+
+        print(baseline_tasks, Counter(t.get_coro().__qualname__ for t in asyncio.all_tasks()))
+        raise
+    assert server.app[SFU].counts().peer_connections == 2  # the steady participant's two
+
+    await steady_client.call("leave")
+    await steady_client.close()
+    await steady_peer.close()
+    await wait_until(lambda: server.app[SFU].counts().peer_connections == 0, timeout=10)
+    assert server.app[ROOMS].live_room_count() == 0

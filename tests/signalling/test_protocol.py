@@ -1,0 +1,213 @@
+"""Signalling against the real server on loopback with real socket.io clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from telecircle.signalling.schema import render
+from tests.conftest import SFU, RunningServer
+from tests.signalling.client import Client
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def clients(server: RunningServer) -> AsyncIterator[Callable[[], asyncio.Future[Client]]]:
+    made: list[Client] = []
+
+    def make() -> asyncio.Future[Client]:
+        client = Client()
+        made.append(client)
+        return asyncio.ensure_future(client.connect(server.url))
+
+    yield make
+    for client in made:
+        if client.sio.connected:
+            await client.close()
+
+
+async def test_join_unknown_room_is_refused_clearly(server: RunningServer, clients) -> None:
+    client = await clients()
+    ack = await client.call("join", {"room_code": "nope", "display_name": "A"})
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == "no_such_room"
+    assert "link" in ack["error"]["message"]
+
+
+async def test_join_announces_roster_and_leave_removes(server: RunningServer, clients) -> None:
+    code = await server.create_room()
+    first, second = await clients(), await clients()
+    ack = await first.call("join", {"room_code": code, "display_name": "First"})
+    assert ack["ok"] is True, ack
+    first_id = ack["data"]["participant_id"]
+    ack = await second.call("join", {"room_code": code, "display_name": "Second"})
+    assert [p["display_name"] for p in ack["data"]["participants"]] == ["First", "Second"]
+    await first.wait_for(lambda: len((first.last("roster") or {}).get("participants", [])) == 2)
+    assert (await second.call("leave"))["ok"] is True
+    await first.wait_for(lambda: len(first.last("roster")["participants"]) == 1)
+    assert first.last("roster")["participants"][0]["id"] == first_id
+    await second.close()
+    # Closing the socket without Leave also frees the seat.
+    third = await clients()
+    await third.call("join", {"room_code": code, "display_name": "Third"})
+    await first.wait_for(lambda: len(first.last("roster")["participants"]) == 2)
+    await third.sio.eio.disconnect(abort=True)
+    await first.wait_for(lambda: len(first.last("roster")["participants"]) == 1, timeout=20)
+
+
+async def test_events_are_persisted_before_they_are_announced(
+    server: RunningServer, clients
+) -> None:
+    code = await server.create_room()
+    watcher = await clients()
+    await watcher.call("join", {"room_code": code, "display_name": "W"})
+    joiner = await clients()
+
+    seen_rows: list[int] = []
+
+    @watcher.sio.on("roster")
+    async def on_roster(data: dict) -> None:
+        async with server.database.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT count(*) FROM events WHERE kind='participant_joined'")
+            )
+            seen_rows.append(rows.scalar_one())
+
+    await joiner.call("join", {"room_code": code, "display_name": "J"})
+    for _ in range(100):
+        if seen_rows:
+            break
+        await asyncio.sleep(0.05)
+    assert seen_rows and seen_rows[0] >= 2
+
+
+async def test_room_limit_is_atomic_under_concurrent_joins(server: RunningServer, clients) -> None:
+    code = await server.create_room(limit=10)
+    people = await asyncio.gather(*(clients() for _ in range(30)))
+    acks = await asyncio.gather(
+        *(
+            c.call("join", {"room_code": code, "display_name": f"P{i}"})
+            for i, c in enumerate(people)
+        )
+    )
+    admitted = [a for a in acks if a["ok"]]
+    refused = [a for a in acks if not a["ok"]]
+    assert len(admitted) == 10
+    assert len(refused) == 20
+    assert {a["error"]["code"] for a in refused} == {"room_full"}
+    assert all("full" in a["error"]["message"] for a in refused)
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "code"),
+    [
+        ("no_such_event", {}, "unknown_event"),
+        ("join", {"room_code": "x"}, "invalid_message"),
+        ("join", {"room_code": 5, "display_name": "A"}, "invalid_message"),
+        ("join", {"room_code": "x", "display_name": "A", "extra": 1}, "invalid_message"),
+        ("join", ["not", "an", "object"], "invalid_message"),
+        ("publish", {"sdp": "v=0"}, "not_joined"),
+    ],
+)
+async def test_bad_messages_get_error_acks_and_keep_the_connection(
+    server: RunningServer, clients, event: str, payload: object, code: str
+) -> None:
+    client = await clients()
+    ack = await client.call(event, payload)
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == code
+    assert client.sio.connected
+    assert "not an" not in ack["error"]["message"], "validation errors never echo input"
+
+
+async def test_oversized_message_gets_error_ack_not_a_dropped_socket(
+    server: RunningServer, clients
+) -> None:
+    client = await clients()
+    big = "x" * (server.settings.max_message_bytes + 10)
+    ack = await client.call("join", {"room_code": big, "display_name": "A"})
+    assert ack["error"]["code"] == "message_too_large"
+    assert client.sio.connected
+    ack = await client.call("join", {"room_code": "ok", "display_name": "A"})
+    assert ack["error"]["code"] == "no_such_room"
+
+
+async def test_repeated_malformed_messages_disconnect(server: RunningServer, clients) -> None:
+    client = await clients()
+    for _ in range(server.settings.malformed_message_limit):
+        ack = await client.call("bogus", {})
+        assert ack["error"]["code"] == "unknown_event"
+    for _ in range(100):
+        if not client.sio.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert not client.sio.connected
+
+
+async def test_flooding_is_rate_limited(server: RunningServer, clients) -> None:
+    client = await clients()
+    acks = await asyncio.gather(
+        *(
+            client.call("set_media", {"audio_on": True})
+            for _ in range(server.settings.message_burst + 10)
+        )
+    )
+    codes = [a["error"]["code"] for a in acks if not a["ok"]]
+    assert "rate_limited" in codes
+
+
+async def test_one_connections_events_are_handled_in_order(server: RunningServer, clients) -> None:
+    code = await server.create_room()
+    client = await clients()
+    await client.call("join", {"room_code": code, "display_name": "A"})
+    flips = [i % 2 == 0 for i in range(15)]
+    acks = await asyncio.gather(*(client.call("set_media", {"audio_on": f}) for f in flips))
+    assert all(a["ok"] for a in acks)
+    await client.wait_for(lambda: client.last("roster")["participants"][0]["audio_on"] is flips[-1])
+    async with server.database.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT payload FROM events WHERE kind='media_changed' ORDER BY seq")
+        )
+        payloads = [r[0] for r in rows]
+    assert len(payloads) == len(flips) - 1  # the first flip (on -> on) changes nothing
+
+
+async def test_invalid_sdp_is_refused_and_leaves_no_peer_connection(
+    server: RunningServer, clients
+) -> None:
+    code = await server.create_room()
+    client = await clients()
+    await client.call("join", {"room_code": code, "display_name": "A"})
+    ack = await client.call("publish", {"sdp": "this is not sdp"})
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == "invalid_sdp"
+    assert client.sio.connected
+    assert server.app[SFU].counts().peer_connections == 0
+
+
+async def test_long_polling_is_refused(server: RunningServer) -> None:
+    polling = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http, http.get(polling) as response:
+        assert response.status == 400
+
+
+async def test_pages_no_such_room_and_health(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/r/doesnotexist") as response:
+            assert response.status == 404
+            assert "No such room" in await response.text()
+            assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        async with http.get(f"{server.url}/healthz") as response:
+            assert response.status == 200
+
+
+def test_committed_protocol_schema_is_current() -> None:
+    from pathlib import Path
+
+    committed = Path(__file__).parents[2] / "webclient/src/generated/protocol.schema.json"
+    assert committed.read_text(encoding="utf-8") == render()
