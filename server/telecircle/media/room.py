@@ -17,7 +17,7 @@ from telecircle.media.sdp_check import check_publish_offer, check_subscribe_answ
 from telecircle.media.settings import MediaSettings
 from telecircle.media.subscriber import Subscriber
 from telecircle.media.vp8 import Vp8Info
-from telecircle.signalling.messages import SlotMids
+from telecircle.services.ports import ReceiveSlot
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class MediaRoom:
 
     # ---- subscribing ------------------------------------------------------------------
 
-    async def subscribe(self, pid: ParticipantId, slot_count: int) -> tuple[str, list[SlotMids]]:
+    async def subscribe(self, pid: ParticipantId, slot_count: int) -> tuple[str, list[ReceiveSlot]]:
         """Offer pid a subscribe connection with ``slot_count`` slots; replaces the old one."""
         self._check_open()
         if not 1 <= slot_count <= self._settings.max_slots:
@@ -115,7 +115,7 @@ class MediaRoom:
             request_keyframe=self._request_keyframe,
         )
         offer = await self._negotiate(connection, subscriber.negotiate())
-        mids = [SlotMids(index=i, audio_mid=a, video_mid=v) for i, a, v in subscriber.mids()]
+        mids = [ReceiveSlot(index=i, audio_mid=a, video_mid=v) for i, a, v in subscriber.mids()]
         old = self._subscribers.get(pid)
         self._subscribers[pid] = subscriber
         subscriber.start()

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from telecircle.domain.events import Event
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import RoomState, TrackRef
-from telecircle.signalling.messages import SlotMids
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveSlot:
+    """One receive slot of a subscribe connection: the SDP mids of its audio and video."""
+
+    index: int
+    audio_mid: str
+    video_mid: str
 
 
 class MediaRouting(Protocol):
@@ -20,7 +29,7 @@ class MediaRouting(Protocol):
 
     async def subscribe(
         self, pid: ParticipantId, slot_count: int
-    ) -> tuple[str, list[SlotMids]]: ...
+    ) -> tuple[str, list[ReceiveSlot]]: ...
 
     async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None: ...
 

@@ -20,9 +20,8 @@ from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, ne
 from telecircle.domain.model import Participant, RoomState
 from telecircle.domain.rules import decide
 from telecircle.services.clock import Clock
-from telecircle.services.ports import MediaRouting, RoomObserver
+from telecircle.services.ports import MediaRouting, ReceiveSlot, RoomObserver
 from telecircle.services.tasks import TaskOwner
-from telecircle.signalling.messages import SlotMids
 from telecircle.storage import stores
 from telecircle.storage.database import Database
 
@@ -129,7 +128,7 @@ class RoomService:
         """Open (or replace) the participant's publish connection; returns the answer SDP."""
         return await self._seated(code, pid).media.publish(pid, offer_sdp)
 
-    async def subscribe(self, code: RoomCode, pid: ParticipantId) -> tuple[str, list[SlotMids]]:
+    async def subscribe(self, code: RoomCode, pid: ParticipantId) -> tuple[str, list[ReceiveSlot]]:
         """Offer the participant's subscribe connection, one slot per other possible seat."""
         live = self._seated(code, pid)
         return await live.media.subscribe(pid, live.state.participant_limit - 1)

@@ -205,7 +205,11 @@ class SignallingServer:
             return acks.ok(m.SdpResult(sdp=await rooms.publish(code, pid, request.sdp)))
         if isinstance(request, m.SubscribeRequest):
             sdp, slots = await rooms.subscribe(code, pid)
-            return acks.ok(m.SubscribeOffer(sdp=sdp, slots=slots))
+            mids = [
+                m.SlotMids(index=s.index, audio_mid=s.audio_mid, video_mid=s.video_mid)
+                for s in slots
+            ]
+            return acks.ok(m.SubscribeOffer(sdp=sdp, slots=mids))
         if isinstance(request, m.SubscribeAnswer):
             await rooms.accept_subscribe_answer(code, pid, request.sdp)
             return acks.ok(m.Empty())
