@@ -84,6 +84,7 @@ class Tile:
     name: str
     is_self: bool
     video_on: bool
+    audio_on: bool
     camera_off_shown: bool
 
 
@@ -95,9 +96,53 @@ _TILES_JS = """
     name: tile.querySelector('.tile-name').textContent,
     is_self: tile.dataset.self === 'true',
     video_on: tile.dataset.videoOn === 'true',
+    audio_on: tile.dataset.audioOn === 'true',
     camera_off_shown: !!indicator && !indicator.hidden && indicator.offsetParent !== null,
   };
 })
+"""
+
+# Test-only instrumentation, installed before the page's own scripts: remember every
+# peer connection the page makes so the test can read its inbound audio statistics.
+RECORD_PEER_CONNECTIONS_JS = """
+(() => {
+  const Original = window.RTCPeerConnection;
+  const made = [];
+  window.__telecircleTestPeers = made;
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Original(...args);
+    made.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Original.prototype;
+})();
+"""
+
+# Inbound audio of a tile: packets received and decoded audio energy (the fake
+# microphone beeps, so energy grows only if real audio was decoded), or null.
+_TILE_AUDIO_JS = """
+async (participantId) => {
+  const tile = document.querySelector(`#tiles .tile[data-participant-id="${participantId}"]`);
+  const video = tile && tile.querySelector('video');
+  const stream = video && video.srcObject;
+  const track = stream && stream.getAudioTracks()[0];
+  if (!track) return null;
+  for (const pc of window.__telecircleTestPeers || []) {
+    if (pc.connectionState === 'closed') continue;
+    let stats;
+    try {
+      stats = await pc.getStats(track);
+    } catch (error) {
+      continue;  // this connection does not carry the track
+    }
+    for (const report of stats.values()) {
+      if (report.type === 'inbound-rtp' && report.kind === 'audio') {
+        return { packets: report.packetsReceived || 0, energy: report.totalAudioEnergy || 0 };
+      }
+    }
+  }
+  return null;
+}
 """
 
 # Average colour of a tile's decoded video, or null until a frame has been decoded.
@@ -183,6 +228,22 @@ class RoomPage:
             lambda colour: looks_like(colour, expected),
             timeout,
             f"{self.name}: {name}'s tile showing {expected}",
+        )
+
+    async def tile_audio(self, participant_id: str) -> dict[str, float] | None:
+        result: dict[str, float] | None = await self.page.evaluate(_TILE_AUDIO_JS, participant_id)
+        return result
+
+    async def wait_hears(self, name: str, timeout: float = 30) -> dict[str, float] | None:
+        """Wait until this page has received and decoded audible audio from ``name``."""
+        tile = await self.tile_of(name)
+        assert tile is not None, f"{self.name} has no tile for {name}"
+        pid = tile.participant_id
+        return await eventually(
+            lambda: self.tile_audio(pid),
+            lambda audio: audio is not None and audio["packets"] > 20 and audio["energy"] > 0,
+            timeout,
+            f"{self.name}: hearing {name}",
         )
 
     async def screenshot(self, directory: Path, label: str) -> None:

@@ -8,6 +8,7 @@ room refuses a third person with the server's message, and an unknown code is a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,7 +17,18 @@ import pytest
 from playwright.async_api import Browser, Playwright, async_playwright
 
 from tests.e2e.conftest import Server
-from tests.e2e.room_page import BLUE, GREEN, RED, RGB, RoomPage, eventually, launch, write_y4m
+from tests.e2e.room_page import (
+    BLUE,
+    CHROMIUM_ARGS,
+    GREEN,
+    RECORD_PEER_CONNECTIONS_JS,
+    RED,
+    RGB,
+    RoomPage,
+    eventually,
+    launch,
+    write_y4m,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -41,6 +53,7 @@ class Browsers:
         browser = await launch(self.playwright, self.chromium, camera)
         self.browsers.append(browser)
         page = await browser.new_page(viewport={"width": 1000, "height": 700})
+        await page.add_init_script(RECORD_PEER_CONNECTIONS_JS)
         return browser, RoomPage(page, name)
 
     async def close_all(self) -> None:
@@ -76,8 +89,38 @@ async def test_three_browsers_see_and_hear_each_other(
     for name, page in pages.items():
         for other in set(colours) - {name}:
             await page.wait_colour(other, colours[other])
+    for name, page in pages.items():
+        for other in set(colours) - {name}:
+            await page.wait_hears(other)
     for page in pages.values():
         await page.screenshot(artifacts_dir, "three-connected")
+
+    # Carol mutes her microphone: the others see it, and the server stops forwarding it.
+    carol = pages["Carol"]
+    await carol.page.click("#mic-toggle")
+    for name in ("Alice", "Bob"):
+        await eventually(
+            lambda p=pages[name]: p.tile_of("Carol"),
+            lambda tile: tile is not None and not tile.audio_on,
+            15,
+            f"{name} seeing Carol muted",
+        )
+    alice_view = await pages["Alice"].tile_of("Carol")
+    assert alice_view is not None
+    settled = await pages["Alice"].tile_audio(alice_view.participant_id)
+    assert settled is not None
+    await asyncio.sleep(1.5)  # a settle window, not a timing assertion
+    later = await pages["Alice"].tile_audio(alice_view.participant_id)
+    assert later is not None
+    # One round trip of packets may still have been on the wire when the mute landed.
+    assert later["packets"] - settled["packets"] <= 5, "muted audio is not forwarded"
+    await carol.page.click("#mic-toggle")
+    await eventually(
+        lambda: pages["Alice"].tile_audio(alice_view.participant_id),
+        lambda audio: audio is not None and audio["packets"] > later["packets"] + 20,
+        15,
+        "Alice hearing Carol again after unmute",
+    )
 
     # Bob turns his camera off: the others see the camera-off indicator, then back on.
     bob = pages["Bob"]
@@ -143,3 +186,25 @@ async def test_unknown_room_code_is_a_404_page(server: Server, browsers: Browser
     assert response is not None
     assert response.status == 404
     assert "no such room" in (await room.page.text_content("body") or "").lower()
+
+
+async def test_camera_denied_explains_how_to_allow_it(
+    server: Server, chromium_path: Path, artifacts_dir: Path
+) -> None:
+    url = server.create_room("Denied group", limit=2)
+    # Without the fake permission UI, Chromium (driven by Playwright) denies the camera.
+    args = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium_path), headless=True, args=args
+        )
+        try:
+            room = RoomPage(await browser.new_page(), "Hal")
+            await room.page.goto(url)
+            await room.wait_state("camera_denied")
+            message = (await room.page.text_content("#notice-message") or "").lower()
+            assert "allow the camera" in message
+            assert await room.page.is_visible("#retry-button")
+            await room.screenshot(artifacts_dir, "camera-denied")
+        finally:
+            await browser.close()
