@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from telecircle.config import ConfigError, Settings, load_settings
+from telecircle.config import ConfigError, Settings, load_settings, unknown_environment_settings
 from telecircle.domain.ids import new_room_code
 from telecircle.logs import configure_logging
 from telecircle.storage import migrations, stores
@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    for name in unknown_environment_settings():
+        print(f"warning: {name} is not a Telecircle setting; it is ignored.", file=sys.stderr)
     if args.command == "serve":
         configure_logging(args.log_level)
         return serve(settings)
@@ -119,11 +121,14 @@ async def create_room(settings: Settings, name: str, limit: int | None) -> int:
 
 
 async def list_rooms(settings: Settings) -> int:
+    await migrations.upgrade(settings.effective_database_url)
     db = await open_database(settings.effective_database_url)
     try:
         rooms = await stores.list_rooms(db)
     finally:
         await db.close()
+    if not rooms:
+        print('No rooms yet. Create one with: telecircle room create "Group name"')
     for room in rooms:
         print(
             f"{settings.effective_public_url}/r/{room.code}\t{room.participant_limit}\t{room.name}"

@@ -10,10 +10,10 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 
 class ConfigError(Exception):
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     room_limit_ceiling: int = Field(
         12, ge=2, le=32, description="The server's ceiling for any room's limit."
     )
-    ice_host_addresses: tuple[str, ...] = Field(
+    ice_host_addresses: Annotated[tuple[str, ...], NoDecode] = Field(
         ("127.0.0.1",),
         description="Local IP addresses the SFU gathers ICE host candidates on "
         "(comma-separated in the environment).",
@@ -138,6 +138,8 @@ def load_settings(**overrides: Any) -> Settings:
     merged.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**merged)
+    except SettingsError as exc:
+        raise ConfigError(f"Invalid configuration: {exc}") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -145,3 +147,16 @@ def load_settings(**overrides: Any) -> Settings:
             env = f"TELECIRCLE_{name.upper()}" if name in Settings.model_fields else name
             problems.append(f"{env}: {error['msg']}")
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def unknown_environment_settings() -> list[str]:
+    """``TELECIRCLE_*`` variables that name no setting (usually a typo), sorted."""
+    known = {f"TELECIRCLE_{name.upper()}" for name in Settings.model_fields}
+    known.add("TELECIRCLE_CONFIG_FILE")
+    return sorted(
+        name
+        for name in os.environ
+        if name.startswith("TELECIRCLE_")
+        and name not in known
+        and not name.startswith("TELECIRCLE_TEST_")
+    )

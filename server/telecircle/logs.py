@@ -24,12 +24,29 @@ class KeyValueFormatter(logging.Formatter):
         return f"{base} {extras}" if extras else base
 
 
+# Libraries whose debug output includes SQL parameters, SDP or addresses: capped at
+# WARNING whatever the configured level, because query parameters can hold names.
+QUIET_LIBRARIES = (
+    "aiosqlite",
+    "sqlalchemy",
+    "asyncpg",
+    "aiortc",
+    "aioice",
+    "socketio",
+    "engineio",
+    "aiohttp.access",
+)
+
+
+def quiet_third_party_loggers() -> None:
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiortc/aioice log SDP and addresses at debug; keep them quiet unless asked.
-    for noisy in ("aiortc", "aioice", "socketio", "engineio", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_third_party_loggers()

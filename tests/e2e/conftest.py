@@ -1,7 +1,7 @@
 """Fixtures for the browser tests: the real server as a subprocess, rooms, artifacts.
 
 The server is started with ``telecircle serve`` from this virtual environment (or the
-command in ``TELECIRCLE_E2E_COMMAND``, split on spaces, for trying the tests against
+command in ``TELECIRCLE_TEST_E2E_COMMAND``, split on spaces, for trying the tests against
 another build). Rooms are made with ``telecircle room create``, whose last stdout line is
 the join URL.
 """
@@ -28,7 +28,7 @@ READY_TIMEOUT_S = 60.0
 
 
 def telecircle_command() -> list[str]:
-    override = os.environ.get("TELECIRCLE_E2E_COMMAND")
+    override = os.environ.get("TELECIRCLE_TEST_E2E_COMMAND")
     if override:
         return shlex.split(override)
     return [str(Path(sys.executable).parent / "telecircle")]
@@ -96,7 +96,7 @@ def chromium_path() -> Path:
 
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
-    path = Path(os.environ.get("TELECIRCLE_ARTIFACTS", REPO / "tests" / "artifacts"))
+    path = Path(os.environ.get("TELECIRCLE_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

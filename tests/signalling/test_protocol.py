@@ -211,3 +211,19 @@ def test_committed_protocol_schema_is_current() -> None:
 
     committed = Path(__file__).parents[2] / "webclient/src/generated/protocol.schema.json"
     assert committed.read_text(encoding="utf-8") == render()
+
+
+async def test_logs_carry_ids_not_names(
+    server: RunningServer, clients, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    code = await server.create_room()
+    client = await clients()
+    secret_name = "Zebulon Quixote-Marchetti"
+    ack = await client.call("join", {"room_code": code, "display_name": secret_name})
+    assert ack["ok"]
+    await client.call("set_media", {"audio_on": False})
+    await client.call("leave")
+    text_logged = "\n".join(f"{record.getMessage()} {vars(record)}" for record in caplog.records)
+    assert "joined" in text_logged
+    assert "Zebulon" not in text_logged

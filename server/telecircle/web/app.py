@@ -16,6 +16,7 @@ from aiohttp import web
 
 from telecircle.config import Settings
 from telecircle.domain.ids import ParticipantId, RoomCode
+from telecircle.logs import quiet_third_party_loggers
 from telecircle.media.sfu import MediaSettings, Sfu
 from telecircle.services.clock import Clock, SystemClock
 from telecircle.services.ports import MediaRouting
@@ -33,6 +34,7 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    quiet_third_party_loggers()
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
