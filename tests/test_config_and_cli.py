@@ -25,7 +25,7 @@ def test_defaults_are_sensible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         ("TELECIRCLE_PORT", "70000", "TELECIRCLE_PORT"),
         ("TELECIRCLE_ICE_HOST_ADDRESSES", "not-an-ip", "not an IP address"),
         ("TELECIRCLE_DEFAULT_ROOM_LIMIT", "20", "room_limit_ceiling"),
-        ("TELECIRCLE_MAX_MESSAGE_BYTES", "10", "TELECIRCLE_MAX_MESSAGE_BYTES"),
+        ("TELECIRCLE_MAX_MESSAGE_BYTES", "60000", "TELECIRCLE_MAX_MESSAGE_BYTES"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(

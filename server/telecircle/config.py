@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     )
     default_room_limit: int = Field(10, ge=2, description="Participant limit for new rooms.")
     room_limit_ceiling: int = Field(
-        12, ge=2, le=32, description="The server's ceiling for any room's limit."
+        12, ge=2, le=16, description="The server's ceiling for any room's limit (at most 16)."
     )
     ice_host_addresses: Annotated[tuple[str, ...], NoDecode] = Field(
         ("127.0.0.1",),
@@ -42,7 +42,10 @@ class Settings(BaseSettings):
         "(comma-separated in the environment).",
     )
     max_message_bytes: int = Field(
-        64 * 1024, ge=1024, description="Largest signalling message the application accepts."
+        64 * 1024,
+        ge=64 * 1024,
+        description="Largest signalling message the application accepts (at least 64 KiB, "
+        "so a session description of the largest room fits).",
     )
     messages_per_second: float = Field(
         20.0, gt=0, description="Sustained signalling messages per second per connection."

@@ -72,3 +72,17 @@ async def test_fifty_join_leave_cycles_leave_no_leftovers(server: RunningServer)
     await steady_peer.close()
     await wait_until(lambda: server.app[SFU].counts().peer_connections == 0, timeout=10)
     assert server.app[ROOMS].live_room_count() == 0
+
+
+async def test_largest_allowed_room_negotiates_within_the_message_limits(tmp_path) -> None:
+    from tests.conftest import start_server
+
+    server = await start_server(tmp_path, room_limit_ceiling=16)
+    try:
+        code = await server.create_room(limit=16)
+        client, peer = await join_with_media(server, code, "Solo", 0)
+        assert len(peer.slot_mids) == 15
+        await client.close()
+        await peer.close()
+    finally:
+        await server.runner.cleanup()

@@ -157,7 +157,12 @@ class Subscriber:
             track_slot.active = active
             if changed or resumed:
                 track_slot.resync(same_source=not changed)
-                if active and track_slot.kind is TrackKind.VIDEO and publisher is not None:
+                # Ask for a keyframe only once this slot can send: a keyframe that arrives
+                # before the connection is up is dropped, and publishers answer requests
+                # at most about once a second, so an early request delays the picture.
+                # Slots that are not ready yet ask when their sender starts.
+                ready = track_slot.tap is not None and track_slot.tap.ready
+                if ready and active and track_slot.kind is TrackKind.VIDEO and publisher:
                     self._request_keyframe(publisher)
 
     def publisher_restarted(self, publisher: ParticipantId) -> None:

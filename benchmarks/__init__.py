@@ -1,0 +1,1 @@
+"""Benchmarks: each module's docstring gives the command that runs it."""
