@@ -46,7 +46,9 @@ class RunningServer:
 
 
 async def start_server(tmp_path: Path, **overrides: Any) -> RunningServer:
-    settings = load_settings(data_dir=tmp_path / "data", port=free_port(), **overrides)
+    # The collector tuning is process-wide: tests start many servers in one process.
+    options: dict[str, Any] = {"tune_garbage_collector": False, **overrides}
+    settings = load_settings(data_dir=tmp_path / "data", port=free_port(), **options)
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()

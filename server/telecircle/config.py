@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         Path(__file__).resolve().parents[2] / "webclient" / "dist",
         description="Folder of the built webclient (served at /static/).",
     )
+    tune_garbage_collector: bool = Field(
+        True, description="Freeze start-up objects and make full GC pauses rarer."
+    )
     shutdown_timeout: float = Field(10.0, gt=0, description="Seconds allowed for shutdown.")
 
     @field_validator("ice_host_addresses", mode="before")

@@ -18,6 +18,7 @@ from telecircle.config import Settings
 from telecircle.domain.ids import ParticipantId, RoomCode
 from telecircle.logs import quiet_third_party_loggers
 from telecircle.media.sfu import MediaSettings, Sfu
+from telecircle.runtime import tune_garbage_collector
 from telecircle.services.clock import Clock, SystemClock
 from telecircle.services.ports import MediaRouting
 from telecircle.services.rooms import RoomService
@@ -81,6 +82,8 @@ async def _start(app: web.Application) -> None:
     app[ROOMS] = rooms
     signalling.attach_rooms(rooms)
     await rooms.recover_after_crash()
+    if settings.tune_garbage_collector:
+        tune_garbage_collector()
     log.info("started")
 
 
