@@ -227,3 +227,28 @@ async def test_logs_carry_ids_not_names(
     text_logged = "\n".join(f"{record.getMessage()} {vars(record)}" for record in caplog.records)
     assert "joined" in text_logged
     assert "Zebulon" not in text_logged
+
+
+async def test_silent_dead_connection_frees_the_seat(tmp_path) -> None:
+    """A client that vanishes without closing (no FIN, no close frame) is noticed by
+    engine.io's ping timeout and its seat is freed for the others."""
+    from tests.conftest import start_server
+
+    server = await start_server(tmp_path, socket_ping_interval=1.0, socket_ping_timeout=1.0)
+    watcher, ghost = Client(), Client()
+    try:
+        code = await server.create_room()
+        await watcher.connect(server.url)
+        await ghost.connect(server.url)
+        await watcher.call("join", {"room_code": code, "display_name": "W"})
+        await ghost.call("join", {"room_code": code, "display_name": "G"})
+        await watcher.wait_for(lambda: len(watcher.last("roster")["participants"]) == 2)
+
+        async def swallow(*args: object, **kwargs: object) -> None:
+            return None
+
+        ghost.sio.eio._send_packet = swallow  # the ghost stops answering pings
+        await watcher.wait_for(lambda: len(watcher.last("roster")["participants"]) == 1, timeout=15)
+    finally:
+        await watcher.close()
+        await server.runner.cleanup()
