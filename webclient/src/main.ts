@@ -46,6 +46,12 @@ class App {
       this.render();
     });
     this.signalling.on("closed", (event: ClosedEvent) => {
+      if (event.reason === "connection_lost" && this.inSession && this.signalling.connected) {
+        // The media path died but the socket lives: take a seat again with new connections.
+        this.setState("reconnecting", event.message);
+        void this.enterRoom();
+        return;
+      }
       this.endSession(false);
       this.setState("error", event.message);
     });

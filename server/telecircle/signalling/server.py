@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from telecircle.config import Settings
 from telecircle.domain.commands import LeaveReason
 from telecircle.domain.errors import DomainError
-from telecircle.domain.events import Event
+from telecircle.domain.events import Event, ParticipantLeft
 from telecircle.domain.ids import ConnectionId, ParticipantId, RoomCode
 from telecircle.domain.model import RoomState
 from telecircle.media.sfu import MediaError
@@ -264,6 +264,30 @@ class SignallingServer:
     async def room_changed(self, room_code: str, state: RoomState, events: Sequence[Event]) -> None:
         roster = m.RosterEvent(participants=participant_views(state))
         await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(room_code))
+        for event in events:
+            if isinstance(event, ParticipantLeft) and event.reason is LeaveReason.CONNECTION_LOST:
+                await self._seat_ended_elsewhere(event.participant_id, event.reason)
+
+    async def _seat_ended_elsewhere(self, pid: ParticipantId, reason: LeaveReason) -> None:
+        """A seat ended without its socket asking (e.g. its media path died): tell it.
+
+        Seats released through the socket (leave, disconnect) are unmapped first, so this
+        only reaches connections that still believe they are seated.
+        """
+        sid = self._sid_by_participant.pop(pid, None)
+        connection = self._connections.get(sid) if sid is not None else None
+        if connection is None:
+            return
+        code = connection.room_code
+        connection.room_code = None
+        connection.participant_id = None
+        if code is not None:
+            await self.sio.leave_room(connection.sid, channel(code))
+        closed = m.ClosedEvent(
+            reason=reason.value,
+            message="Your connection to the room was lost. Reconnecting…",
+        )
+        await self.sio.emit("closed", closed.model_dump(mode="json"), to=connection.sid)
 
     def slots_changed(
         self, pid: ParticipantId, slots: list[tuple[int, ParticipantId | None]]

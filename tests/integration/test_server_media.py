@@ -1,4 +1,4 @@
-"""Join/leave churn through the real server leaves nothing behind."""
+"""The real server with real aiortc peers: churn, the largest room, dead media paths."""
 
 from __future__ import annotations
 
@@ -84,5 +84,39 @@ async def test_largest_allowed_room_negotiates_within_the_message_limits(tmp_pat
         assert len(peer.slot_mids) == 15
         await client.close()
         await peer.close()
+    finally:
+        await server.runner.cleanup()
+
+
+async def test_dead_media_path_ends_the_seat_and_tells_the_client(tmp_path) -> None:
+    from typing import Any
+
+    from tests.conftest import start_server
+
+    server = await start_server(tmp_path, ice_consent_interval=0.3, ice_consent_failures=2)
+    try:
+        code = await server.create_room(limit=3)
+        watcher, watcher_peer = await join_with_media(server, code, "Watcher", 0)
+        client, peer = await join_with_media(server, code, "Cut", 1)
+        await wait_until(lambda: server.app[SFU].counts().peer_connections == 4)
+        await wait_until(
+            lambda: all(
+                t.receiver.transport.state == "connected" for t in peer.publish_pc.getTransceivers()
+            )
+        )
+        # The peer's network vanishes: its UDP sockets close without any goodbye.
+        for transceiver in peer.publish_pc.getTransceivers():
+            connection: Any = transceiver.sender.transport.transport._connection
+            for protocol in connection._protocols:
+                protocol.transport.close()
+        await client.wait_for(lambda: client.last("closed") is not None, timeout=20)
+        assert client.last("closed")["reason"] == "connection_lost"
+        await watcher.wait_for(lambda: len(watcher.last("roster")["participants"]) == 1)
+        # The socket is still up: the client takes a seat again.
+        assert (await client.call("join", {"room_code": code, "display_name": "Cut"}))["ok"]
+        await watcher.wait_for(lambda: len(watcher.last("roster")["participants"]) == 2)
+        for c, p in ((client, peer), (watcher, watcher_peer)):
+            await c.close()
+            await p.close()
     finally:
         await server.runner.cleanup()
