@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    IcePolicy(("127.0.0.1",), 2.0, 4).install()
+    IcePolicy(("127.0.0.1",), 2.0, 10.0).install()
     app = web.Application()
     app[STATE] = {"relay": MediaRelay(), "pcs": [], "tracks": {}, "subscribers": {}}
     app.router.add_post("/publish", publish)

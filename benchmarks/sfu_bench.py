@@ -531,7 +531,7 @@ async def run_all(args: Any) -> dict[str, Any]:
         "sfu": [],
         "relay": [],
     }
-    IcePolicy(("127.0.0.1",), 2.0, 4).install()
+    IcePolicy(("127.0.0.1",), 2.0, 10.0).install()
     workdir = Path(tempfile.mkdtemp(prefix="sfu-bench-"))
     try:
         data_dir = workdir / "data"

@@ -62,8 +62,11 @@ class Settings(BaseSettings):
     ice_consent_interval: float = Field(
         2.0, gt=0, description="Seconds between ICE consent checks (dead path detection)."
     )
-    ice_consent_failures: int = Field(
-        4, ge=1, description="Missed consent checks before a media path counts as dead."
+    ice_consent_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds without a successful consent check before a media path "
+        "counts as dead.",
     )
     subscriber_queue_packets: int = Field(
         512, ge=16, description="Outgoing packets buffered per subscriber before dropping."

@@ -93,7 +93,7 @@ async def test_dead_media_path_ends_the_seat_and_tells_the_client(tmp_path) -> N
 
     from tests.conftest import start_server
 
-    server = await start_server(tmp_path, ice_consent_interval=0.3, ice_consent_failures=2)
+    server = await start_server(tmp_path, ice_consent_interval=0.3, ice_consent_timeout=1.0)
     try:
         code = await server.create_room(limit=3)
         watcher, watcher_peer = await join_with_media(server, code, "Watcher", 0)

@@ -62,30 +62,33 @@ def test_neutralised_decoder_queue_contract() -> None:
 
 
 def test_aioice_seams_install_and_uninstall() -> None:
-    for name in ice_policy.PATCHED_NAMES:
-        assert hasattr(aioice.ice, name), name
+    assert hasattr(aioice.ice, ice_policy.HOST_ADDRESSES_FUNCTION)
     assert hasattr(aioice.ice.Connection, ice_policy.CONSENT_METHOD)
-    assert "self._closing = " in inspect.getsource(aioice.ice.Connection.__init__)
-    assert "CONSENT_INTERVAL" in inspect.getsource(aioice.ice.Connection.query_consent)
+    init_source = inspect.getsource(aioice.ice.Connection.__init__)
+    for name in ice_policy.CONNECTION_INTERNALS:
+        assert f"self.{name}" in init_source or hasattr(aioice.ice.Connection, name), name
+    # Our consent loop mirrors aioice's: a check is a STUN request on each nominated pair.
+    consent_source = inspect.getsource(aioice.ice.Connection.query_consent)
+    assert "build_request(pair, nominate=False)" in consent_source
+    assert "pair.protocol.request(" in consent_source
+    assert "retransmissions" in inspect.signature(aioice.ice.StunProtocol.request).parameters
 
-    originals = {name: getattr(aioice.ice, name) for name in ice_policy.PATCHED_NAMES}
+    original_hosts = aioice.ice.get_host_addresses
     original_consent = aioice.ice.Connection.query_consent
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
 
     sfu = Sfu(
         MediaSettings(
-            ice_host_addresses=("127.0.0.1",), ice_consent_interval=1.5, ice_consent_failures=3
+            ice_host_addresses=("127.0.0.1",), ice_consent_interval=1.5, ice_consent_timeout=3
         )
     )
     sfu.install()
     sfu.install()  # idempotent
     assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
     assert aioice.ice.get_host_addresses(False, True) == []
-    assert (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES) == (1.5, 3)
     assert aioice.ice.Connection.query_consent is not original_consent
 
     sfu._ice.uninstall()
     sfu._ice.uninstall()
-    for name, value in originals.items():
-        assert getattr(aioice.ice, name) is value
+    assert aioice.ice.get_host_addresses is original_hosts
     assert aioice.ice.Connection.query_consent is original_consent

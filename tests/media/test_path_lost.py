@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from .peer import EncodedMedia, SyntheticPeer, wait_until
 
 @pytest.fixture
 def media_settings() -> MediaSettings:
-    return MediaSettings(ice_consent_interval=0.3, ice_consent_failures=2)
+    return MediaSettings(ice_consent_interval=0.3, ice_consent_timeout=1.0)
 
 
 def cut_network(peer: SyntheticPeer) -> None:
@@ -64,3 +65,45 @@ async def test_removed_connections_are_not_reported_lost(
         await peer.close()
     assert events.lost == []
     assert sfu.counts().peer_connections == 0
+
+
+def delay_stun(peer: SyntheticPeer, delay: float) -> None:
+    """Make the peer answer STUN (consent checks) ``delay`` seconds late, as a congested
+    link with a long round trip would; media packets pass untouched."""
+    assert peer.publish_pc is not None
+    loop = asyncio.get_running_loop()
+    for transceiver in peer.publish_pc.getTransceivers():
+        connection: Any = transceiver.sender.transport.transport._connection
+        for protocol in connection._protocols:
+            deliver = protocol.datagram_received
+
+            def late(data: bytes, addr: Any, deliver: Any = deliver) -> None:
+                if data[:1] in (b"\x00", b"\x01"):  # STUN
+                    loop.call_later(delay, deliver, data, addr)
+                else:
+                    deliver(data, addr)
+
+            protocol.datagram_received = late
+
+
+async def test_slow_path_is_not_mistaken_for_a_dead_one(
+    sfu: Sfu, room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
+) -> None:
+    """Consent answers arriving 1.2 s late (beyond aioice's 0.5 s per check) keep the path."""
+    peer = SyntheticPeer("slow", media_library[5])
+    try:
+        await peer.publish(room)
+        await wait_until(
+            lambda: all(
+                t.receiver.transport.state == "connected"
+                for t in room._publishers[peer.pid].connection.pc.getTransceivers()
+            )
+        )
+        delay_stun(peer, 1.2)
+        # Several consent timeouts (1.0 s each in this test) pass; the path must live.
+        await asyncio.sleep(4.0)
+        assert events.lost == []
+        assert sfu.counts().publishers == 1
+    finally:
+        await peer.close()
+        await room.close()

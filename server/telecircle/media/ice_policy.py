@@ -1,48 +1,62 @@
-"""The aioice seams: which local addresses ICE gathers on, and how fast a dead path is noticed.
+"""The aioice seams: which local addresses ICE gathers on, and how a dead path is noticed.
 
-aioice has no settings for either, so while installed this module replaces
-``aioice.ice.get_host_addresses`` (aioice leaves 127.0.0.1 out) and the module constants
-``CONSENT_INTERVAL`` / ``CONSENT_FAILURES`` (30 s to notice a dead path by default).
-It also fixes a leak: aioice 0.13 starts the consent task at the end of ``connect()``
-even when ``close()`` ran meanwhile (a connection closed while ICE completes), and that
-task then loops forever; ``Connection.query_consent`` is wrapped to return at once on a
-closing connection.
+aioice 0.13 has no settings for either, so while installed this module replaces
+
+- ``aioice.ice.get_host_addresses``: aioice leaves 127.0.0.1 out of its host candidates;
+  the SFU gathers on exactly the configured addresses;
+- ``aioice.ice.Connection.query_consent`` (RFC 7675 consent freshness). aioice's own
+  loop sends a check every 5 s, gives each one 0.5 s (no retransmission) and closes the
+  path after 6 failures in a row: 30 s to notice a dead path, yet a path whose round
+  trip exceeds 0.5 s for a while (a patient on a congested mobile link, a busy client)
+  fails every check. Ours checks every ``consent_interval`` with retransmissions (up to
+  ~3.5 s per check) and closes the path when no check has succeeded for
+  ``consent_timeout`` seconds: a dead path is noticed in about that time, a slow one
+  survives.
+
+It also fixes a leak: aioice starts the consent task at the end of ``connect()`` even
+when ``close()`` ran meanwhile (a connection closed while ICE completes); our loop
+returns at once on a closing connection.
 
 These are process-wide: the policy remembers what it replaced and puts it back on
-:meth:`IcePolicy.uninstall`. tests/media/test_aiortc_seams.py fails if the names change.
+:meth:`IcePolicy.uninstall`. tests/media/test_aiortc_seams.py fails if the aioice
+names used here change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aioice.ice
+from aioice import stun
 
 HOST_ADDRESSES_FUNCTION = "get_host_addresses"
-CONSENT_INTERVAL = "CONSENT_INTERVAL"
-CONSENT_FAILURES = "CONSENT_FAILURES"
-PATCHED_NAMES = (HOST_ADDRESSES_FUNCTION, CONSENT_INTERVAL, CONSENT_FAILURES)
 CONSENT_METHOD = "query_consent"
-CLOSING_FLAG = "_closing"
+# aioice.ice.Connection internals the consent loop uses.
+CONNECTION_INTERNALS = (
+    "_closing",
+    "_nominated",
+    "_query_consent_task",
+    "remote_password",
+    "build_request",
+)
+# Retransmissions per consent check: STUN timeouts at 0.5, 1.5 and 3.5 s.
+CONSENT_RETRANSMISSIONS = 2
 
 
 class IcePolicy:
     """Installs the configured ICE behaviour into aioice; install/uninstall are idempotent."""
 
     def __init__(
-        self, host_addresses: tuple[str, ...], consent_interval: float, consent_failures: int
+        self, host_addresses: tuple[str, ...], consent_interval: float, consent_timeout: float
     ) -> None:
         self._addresses = tuple(host_addresses)
-        self._values: dict[str, Any] = {
-            HOST_ADDRESSES_FUNCTION: self._make_host_addresses(),
-            CONSENT_INTERVAL: consent_interval,
-            CONSENT_FAILURES: consent_failures,
-        }
-        self._saved: dict[str, Any] | None = None
-        self._original_consent: Any = None
-        self._consent_wrapper: Any = None
+        self._host_addresses = self._make_host_addresses()
+        self._consent = self._make_consent_loop(consent_interval, consent_timeout)
+        self._saved: tuple[Any, Any] | None = None
 
     @property
     def installed(self) -> bool:
@@ -61,29 +75,56 @@ class IcePolicy:
 
         return get_host_addresses
 
+    @staticmethod
+    def _make_consent_loop(
+        interval: float, timeout: float
+    ) -> Callable[[Any], Coroutine[Any, Any, None]]:
+        async def query_consent(connection: Any) -> None:
+            if connection._closing or connection.remote_password is None:
+                return
+            loop = asyncio.get_running_loop()
+            key = connection.remote_password.encode("utf8")
+            fresh_at = loop.time()
+            while not connection._closing:
+                await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))  # noqa: S311
+                for pair in list(connection._nominated.values()):
+                    request = connection.build_request(pair, nominate=False)
+                    try:
+                        await pair.protocol.request(
+                            request,
+                            pair.remote_addr,
+                            integrity_key=key,
+                            retransmissions=CONSENT_RETRANSMISSIONS,
+                        )
+                        fresh_at = loop.time()
+                    except stun.TransactionError:
+                        pass
+                if loop.time() - fresh_at >= timeout:
+                    # As aioice does on expiry: forget the task, then close (which would
+                    # otherwise cancel the task running this very code).
+                    connection._query_consent_task = None
+                    await connection.close()
+                    return
+
+        return query_consent
+
     def install(self) -> None:
         if self._saved is not None:
             return
-        self._saved = {name: getattr(aioice.ice, name) for name in PATCHED_NAMES}
-        for name, value in self._values.items():
-            setattr(aioice.ice, name, value)
-        original = getattr(aioice.ice.Connection, CONSENT_METHOD)
-
-        async def query_consent(connection: Any) -> None:
-            if getattr(connection, CLOSING_FLAG):
-                return
-            await original(connection)
-
-        self._original_consent, self._consent_wrapper = original, query_consent
-        setattr(aioice.ice.Connection, CONSENT_METHOD, query_consent)
+        self._saved = (
+            getattr(aioice.ice, HOST_ADDRESSES_FUNCTION),
+            getattr(aioice.ice.Connection, CONSENT_METHOD),
+        )
+        setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, self._host_addresses)
+        setattr(aioice.ice.Connection, CONSENT_METHOD, self._consent)
 
     def uninstall(self) -> None:
         if self._saved is None:
             return
-        for name, value in self._saved.items():
-            # Only undo our own change: another policy may have been installed after us.
-            if getattr(aioice.ice, name) is self._values[name]:
-                setattr(aioice.ice, name, value)
-        if getattr(aioice.ice.Connection, CONSENT_METHOD) is self._consent_wrapper:
-            setattr(aioice.ice.Connection, CONSENT_METHOD, self._original_consent)
+        host_addresses, consent = self._saved
+        # Only undo our own change: another policy may have been installed after us.
+        if getattr(aioice.ice, HOST_ADDRESSES_FUNCTION) is self._host_addresses:
+            setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, host_addresses)
+        if getattr(aioice.ice.Connection, CONSENT_METHOD) is self._consent:
+            setattr(aioice.ice.Connection, CONSENT_METHOD, consent)
         self._saved = None

@@ -17,7 +17,7 @@ class MediaSettings:
 
     ice_host_addresses: tuple[str, ...] = ("127.0.0.1",)
     ice_consent_interval: float = 2.0
-    ice_consent_failures: int = 4
+    ice_consent_timeout: float = 10.0
     subscriber_queue_packets: int = 512
     keyframe_request_interval: float = 0.5
     # Outgoing packets kept per slot for answering a subscriber's NACKs.
@@ -35,7 +35,7 @@ class MediaSettings:
         return cls(
             ice_host_addresses=tuple(settings.ice_host_addresses),
             ice_consent_interval=settings.ice_consent_interval,
-            ice_consent_failures=settings.ice_consent_failures,
+            ice_consent_timeout=settings.ice_consent_timeout,
             subscriber_queue_packets=settings.subscriber_queue_packets,
             keyframe_request_interval=settings.keyframe_request_interval,
         )

@@ -35,7 +35,7 @@ class Sfu:
         self._ice = IcePolicy(
             settings.ice_host_addresses,
             settings.ice_consent_interval,
-            settings.ice_consent_failures,
+            settings.ice_consent_timeout,
         )
         self._rooms: dict[str, MediaRoom] = {}
 
