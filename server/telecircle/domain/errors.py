@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from telecircle.errors import TelecircleError
 
-class DomainError(Exception):
+
+class DomainError(TelecircleError):
     """A command was refused by the rules. ``code`` is stable; ``message`` is for people."""
 
     code = "domain_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    http_status = 409
 
 
 class RoomFull(DomainError):
     code = "room_full"
+    http_status = 409
 
 
 class NotInRoom(DomainError):
@@ -27,3 +27,4 @@ class AlreadyInRoom(DomainError):
 
 class InvalidCommand(DomainError):
     code = "invalid_command"
+    http_status = 422

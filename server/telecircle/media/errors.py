@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from telecircle.errors import TelecircleError
 
-class MediaError(Exception):
+
+class MediaError(TelecircleError):
     """A media request was refused.
 
     ``code`` is stable and machine-readable (``invalid_sdp``, ``invalid_request``,
@@ -11,7 +13,8 @@ class MediaError(Exception):
     show a user: it never contains SDP, addresses or names.
     """
 
+    code = "media_error"
+    http_status = 422
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)

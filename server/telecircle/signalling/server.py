@@ -21,11 +21,10 @@ from pydantic import BaseModel, ValidationError
 
 from telecircle.config import Settings
 from telecircle.domain.commands import LeaveReason
-from telecircle.domain.errors import DomainError
 from telecircle.domain.events import Event, ParticipantLeft
 from telecircle.domain.ids import ConnectionId, ParticipantId, RoomCode
 from telecircle.domain.model import RoomState
-from telecircle.media.sfu import MediaError
+from telecircle.errors import TelecircleError
 from telecircle.services.clock import Clock
 from telecircle.services.rooms import RoomService
 from telecircle.services.tasks import TaskOwner
@@ -133,9 +132,7 @@ class SignallingServer:
         async with connection.lock:
             try:
                 return await self._dispatch(connection, event, request)
-            except DomainError as exc:
-                return acks.error(exc.code, exc.message)
-            except MediaError as exc:
+            except TelecircleError as exc:
                 return acks.error(exc.code, exc.message)
             except Exception:
                 log.exception("signalling handler failed", extra={"event": event, "sid": sid})
