@@ -10,6 +10,8 @@ from telecircle.domain.model import Place, RoomState, TrackKind, TrackRef
 
 
 def audience(state: RoomState, track: TrackRef) -> frozenset[ParticipantId]:
+    """Participants who may receive ``track`` now: everyone else in the plenary, while
+    the owner is in the plenary with that track switched on; nobody otherwise."""
     owner = state.find(track.owner)
     if owner is None or owner.place is not Place.PLENARY:
         return frozenset()

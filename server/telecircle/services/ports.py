@@ -21,7 +21,14 @@ class ReceiveSlot:
 
 
 class MediaRouting(Protocol):
-    """The SFU's per-room routing, seen from services."""
+    """The SFU's per-room routing, seen from services.
+
+    Contract: calls for one participant (publish, subscribe, accept_subscribe_answer,
+    remove) never overlap — the room service serialises them per participant; calls for
+    different participants may. ``set_audiences`` is synchronous and replaces the whole
+    routing. ``remove`` and ``close`` are idempotent. Refusals raise MediaError (a
+    TelecircleError) and leave no half-open peer connection behind.
+    """
 
     def set_audiences(self, audiences: Mapping[TrackRef, frozenset[ParticipantId]]) -> None: ...
 

@@ -2,7 +2,13 @@
 
 Order of effects for every command: decide (pure) -> persist events (durable) -> update
 media routing -> tell the observer (fan-out to clients). A failure to persist leaves the
-in-memory state unchanged, so nothing is announced that was not recorded.
+in-memory state unchanged, so nothing is announced that was not recorded — except a
+leave: a person who is gone is gone, so a leave that cannot be recorded is still applied
+(and the failure logged with ids only).
+
+Media calls for one participant (publish, subscribe, answer, remove) are serialised by a
+per-participant lock, outside the room lock, so a slow negotiation never holds up the
+rest of the room; a negotiation that finishes after its participant left is undone.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from telecircle.domain.audience import all_audiences
 from telecircle.domain.commands import Command, Join, Leave, LeaveReason, SetOwnMedia
@@ -30,10 +36,12 @@ log = logging.getLogger(__name__)
 
 class NoSuchRoom(DomainError):
     code = "no_such_room"
+    http_status = 404
 
 
 class ServiceClosed(DomainError):
     code = "server_shutting_down"
+    http_status = 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +54,26 @@ class JoinOutcome:
 MediaFactory = Callable[[RoomCode], MediaRouting]
 
 
+@dataclass(eq=False)
 class LiveRoom:
     """One room in use: its session, its state and its media routing."""
 
-    def __init__(
-        self, room: stores.RoomRecord, session_id: SessionId, limit: int, media: MediaRouting
-    ) -> None:
-        self.room = room
-        self.state = RoomState(
-            room_id=RoomId(room.id), session_id=session_id, participant_limit=limit
-        )
-        self.media = media
-        self.lock = asyncio.Lock()
-        self.closed = False
+    room: stores.RoomRecord
+    state: RoomState
+    media: MediaRouting
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    media_locks: dict[ParticipantId, asyncio.Lock] = field(default_factory=dict)
+    closed: bool = False
+
+    @property
+    def code(self) -> RoomCode:
+        return RoomCode(self.room.code)
+
+    def media_lock(self, pid: ParticipantId) -> asyncio.Lock:
+        return self.media_locks.setdefault(pid, asyncio.Lock())
+
+    def seated(self, pid: ParticipantId) -> bool:
+        return not self.closed and self.state.find(pid) is not None
 
 
 class RoomService:
@@ -83,86 +98,142 @@ class RoomService:
         self._closing = False
 
     def live_room(self, code: RoomCode) -> LiveRoom | None:
+        """The room's live state, or None when nobody is in it."""
         return self._rooms.get(code)
 
     def live_room_count(self) -> int:
         return len(self._rooms)
 
+    # ---- seats ------------------------------------------------------------------------
+
     async def join(self, code: RoomCode, display_name: str) -> JoinOutcome:
-        """Seat a new participant. Raises NoSuchRoom, RoomFull or InvalidCommand."""
+        """Seat a new participant in the room's open session (opening one if needed).
+
+        Raises NoSuchRoom, RoomFull, InvalidCommand or ServiceClosed; on any refusal a
+        session opened for this join alone is closed again.
+        """
         pid = new_participant_id()
         while True:
             live = await self._live_room_for(code)
             async with live.lock:
                 if live.closed:
                     continue  # emptied and closed while we waited: open a fresh session
-                await self._apply(live, Join(pid, display_name))
+                try:
+                    await self._apply(live, Join(pid, display_name))
+                except BaseException:
+                    if not live.state.participants:
+                        await self._close_room(live)
+                    raise
                 participant = live.state.find(pid)
                 if participant is None:  # pragma: no cover - Join always seats or raises
                     raise NotInRoom("Joining failed.")
                 return JoinOutcome(live.room, participant, live.state)
 
     async def leave(self, code: RoomCode, pid: ParticipantId, reason: LeaveReason) -> None:
-        """Remove a participant; releases their media. Idempotent for unknown participants."""
+        """End a participant's seat and release their media. Idempotent."""
         live = self._rooms.get(code)
         if live is None:
             return
         async with live.lock:
-            if live.closed or live.state.find(pid) is None:
+            if not live.seated(pid):
                 return
-            await self._apply(live, Leave(pid, reason))
-            await live.media.remove(pid)
-            if not live.state.participants:
+            await self._apply_leave(live, Leave(pid, reason))
+        await self._release_media(live, pid)
+        async with live.lock:
+            if not live.closed and not live.state.participants:
                 await self._close_room(live)
 
     async def set_own_media(
         self, code: RoomCode, pid: ParticipantId, audio_on: bool | None, video_on: bool | None
     ) -> None:
-        live = self._rooms.get(code)
-        if live is None:
-            raise NotInRoom("You are not in this room.")
+        """Turn the participant's own microphone/camera on or off (None: unchanged)."""
+        live = self._seated(code, pid)
         async with live.lock:
             await self._apply(live, SetOwnMedia(pid, audio_on, video_on))
 
+    # ---- media ------------------------------------------------------------------------
+
     async def publish(self, code: RoomCode, pid: ParticipantId, offer_sdp: str) -> str:
         """Open (or replace) the participant's publish connection; returns the answer SDP."""
-        return await self._seated(code, pid).media.publish(pid, offer_sdp)
+        live = self._seated(code, pid)
+        async with live.media_lock(pid):
+            self._seated(code, pid)
+            answer = await live.media.publish(pid, offer_sdp)
+            await self._undo_if_gone(live, pid)
+            return answer
 
     async def subscribe(self, code: RoomCode, pid: ParticipantId) -> tuple[str, list[ReceiveSlot]]:
         """Offer the participant's subscribe connection, one slot per other possible seat."""
         live = self._seated(code, pid)
-        return await live.media.subscribe(pid, live.state.participant_limit - 1)
+        async with live.media_lock(pid):
+            self._seated(code, pid)
+            offer = await live.media.subscribe(pid, live.state.participant_limit - 1)
+            await self._undo_if_gone(live, pid)
+            return offer
 
     async def accept_subscribe_answer(self, code: RoomCode, pid: ParticipantId, sdp: str) -> None:
-        await self._seated(code, pid).media.accept_subscribe_answer(pid, sdp)
+        """Apply the participant's answer to the subscribe offer."""
+        live = self._seated(code, pid)
+        async with live.media_lock(pid):
+            self._seated(code, pid)
+            await live.media.accept_subscribe_answer(pid, sdp)
+            await self._undo_if_gone(live, pid)
+
+    def media_path_lost(self, code: RoomCode, pid: ParticipantId) -> None:
+        """Called by the SFU when a participant's media path died: their seat ends."""
+        live = self._rooms.get(code)
+        if live is None or not live.seated(pid):
+            return  # a connection of someone who already left
+        log.info("media path lost", extra={"room": code, "participant": pid})
+        self._tasks.spawn(self.leave(code, pid, LeaveReason.CONNECTION_LOST), "path-lost")
 
     def _seated(self, code: RoomCode, pid: ParticipantId) -> LiveRoom:
         live = self._rooms.get(code)
-        if live is None or live.closed or live.state.find(pid) is None:
+        if live is None or not live.seated(pid):
             raise NotInRoom("You are not in this room.")
         return live
+
+    async def _undo_if_gone(self, live: LiveRoom, pid: ParticipantId) -> None:
+        """After a negotiation: if the participant left meanwhile, drop what was built."""
+        if not live.seated(pid):
+            if not live.closed:
+                await live.media.remove(pid)
+            raise NotInRoom("You are not in this room.")
+
+    async def _release_media(self, live: LiveRoom, pid: ParticipantId) -> None:
+        # Waits for an in-flight negotiation of this participant to finish first.
+        async with live.media_lock(pid):
+            if not live.closed:
+                await live.media.remove(pid)
+        live.media_locks.pop(pid, None)
+
+    # ---- lifecycle --------------------------------------------------------------------
 
     async def recover_after_crash(self) -> None:
         """Close sessions and attendance left open by a previous process that died."""
         await stores.end_open_sessions(self._db, self._clock.now())
 
-    def media_path_lost(self, code: RoomCode, pid: ParticipantId) -> None:
-        """Called by the SFU when a participant's media path died: their seat ends."""
-        log.info("media path lost", extra={"room": code, "participant": pid})
-        self._tasks.spawn(self.leave(code, pid, LeaveReason.CONNECTION_LOST), "path-lost")
-
     async def close(self) -> None:
-        """Graceful shutdown: everyone leaves (persisted), media closes. Idempotent."""
-        self._closing = True
+        """Graceful shutdown: every seat ends (recorded), media closes. Idempotent.
+
+        A room that fails to close is logged and skipped; the caller bounds the time.
+        """
+        async with self._registry_lock:
+            self._closing = True
+            rooms = list(self._rooms.values())
         await self._tasks.close()
-        for code in list(self._rooms):
-            live = self._rooms[code]
-            async with live.lock:
-                if live.closed:
-                    continue
-                for participant in live.state.participants:
-                    await self._apply(live, Leave(participant.id, LeaveReason.SERVER_SHUTDOWN))
-                await self._close_room(live)
+        for live in rooms:
+            try:
+                async with live.lock:
+                    if live.closed:
+                        continue
+                    for participant in live.state.participants:
+                        await self._apply_leave(
+                            live, Leave(participant.id, LeaveReason.SERVER_SHUTDOWN)
+                        )
+                    await self._close_room(live)
+            except Exception:
+                log.exception("room failed to close", extra={"room": live.code})
 
     async def _live_room_for(self, code: RoomCode) -> LiveRoom:
         async with self._registry_lock:
@@ -176,27 +247,58 @@ class RoomService:
                 raise NoSuchRoom("There is no room with this link. Please check the link.")
             session = await stores.open_session(self._db, room.id, self._clock.now())
             limit = min(room.participant_limit, self._limit_ceiling)
-            live = LiveRoom(room, SessionId(session.id), limit, self._media_factory(code))
+            state = RoomState(
+                room_id=RoomId(room.id),
+                session_id=SessionId(session.id),
+                participant_limit=limit,
+            )
+            live = LiveRoom(room=room, state=state, media=self._media_factory(code))
             self._rooms[code] = live
             log.info("room opened", extra={"room": code, "session": session.id})
             return live
 
     async def _apply(self, live: LiveRoom, command: Command) -> Sequence[Event]:
         """Decide, persist, route, announce. Caller holds ``live.lock``."""
-
         new_state, events = decide(live.state, command, self._clock.now())
-        if not events:
-            return events
-        await stores.record_events(self._db, live.state.session_id, events)
-        live.state = new_state
-        live.media.set_audiences(all_audiences(new_state))
-        await self._observer.room_changed(live.room.code, new_state, events)
+        if events:
+            await stores.record_events(self._db, live.state.session_id, events)
+            self._commit(live, new_state)
+            await self._announce(live, new_state, events)
         return events
 
+    async def _apply_leave(self, live: LiveRoom, command: Leave) -> None:
+        """Like _apply, but the leave happens even if it cannot be recorded."""
+        new_state, events = decide(live.state, command, self._clock.now())
+        try:
+            await stores.record_events(self._db, live.state.session_id, events)
+        except Exception:
+            log.exception(
+                "leave not recorded",
+                extra={"room": live.code, "participant": command.participant_id},
+            )
+        self._commit(live, new_state)
+        await self._announce(live, new_state, events)
+
+    @staticmethod
+    def _commit(live: LiveRoom, new_state: RoomState) -> None:
+        live.state = new_state
+        if not live.closed:
+            live.media.set_audiences(all_audiences(new_state))
+
+    async def _announce(self, live: LiveRoom, state: RoomState, events: Sequence[Event]) -> None:
+        # A change is recorded and routed by now: failing to tell clients must not undo it.
+        try:
+            await self._observer.room_changed(live.code, state, events)
+        except Exception:
+            log.exception("announcing a change failed", extra={"room": live.code})
+
     async def _close_room(self, live: LiveRoom) -> None:
+        """Close a room whose seats have all ended. Caller holds ``live.lock``."""
         live.closed = True
-        await live.media.close()
-        await stores.end_session(self._db, live.state.session_id, self._clock.now())
-        if self._rooms.get(RoomCode(live.room.code)) is live:
-            del self._rooms[RoomCode(live.room.code)]
-        log.info("room closed", extra={"room": live.room.code})
+        if self._rooms.get(live.code) is live:
+            del self._rooms[live.code]
+        try:
+            await live.media.close()
+        finally:
+            await stores.end_session(self._db, live.state.session_id, self._clock.now())
+            log.info("room closed", extra={"room": live.code})

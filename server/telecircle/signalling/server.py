@@ -101,7 +101,9 @@ class SignallingServer:
 
     # ---- socket.io handlers ------------------------------------------------------
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        if self._closed:
+            return False  # shutting down: refuse new connections
         connection_id = ConnectionId(sid)
         self._connections[connection_id] = Connection(
             sid=connection_id,
@@ -109,6 +111,7 @@ class SignallingServer:
                 self._settings.messages_per_second, self._settings.message_burst, self._clock
             ),
         )
+        return True
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         connection = self._connections.pop(ConnectionId(sid), None)
@@ -121,7 +124,9 @@ class SignallingServer:
         connection = self._connections.get(ConnectionId(sid))
         if connection is None:
             return acks.error(acks.NOT_JOINED, "This connection is closed.")
-        if not connection.bucket.take():
+        if connection.bucket.take():
+            connection.rate_strikes = 0  # only a sustained flood leads to a disconnect
+        else:
             connection.rate_strikes += 1
             if connection.rate_strikes >= self._settings.rate_limit_strikes:
                 await self._drop(connection, "rate_limited")

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from telecircle.logs import quiet_third_party_loggers
 from telecircle.storage.errors import DatabaseSetupError
 
 SQLITE_DRIVER = "sqlite+aiosqlite"
@@ -111,6 +112,10 @@ async def open_database(url: str, **engine_options: Any) -> Database:
     """
     parsed = make_url(url)
     driver = parsed.drivername
+    # Query parameters hold names and notes: keep them out of error messages and logs
+    # (aiosqlite logs every statement with its parameters at DEBUG).
+    engine_options.setdefault("hide_parameters", True)
+    quiet_third_party_loggers()
     if driver == SQLITE_DRIVER:
         _prepare_sqlite_file(parsed)
         engine = create_async_engine(parsed, **engine_options)

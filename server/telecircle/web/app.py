@@ -8,6 +8,7 @@ and closed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -90,7 +91,11 @@ async def _start(app: web.Application) -> None:
 async def _stop_clients(app: web.Application) -> None:
     # Seats close first (recorded as a server shutdown), then clients are told and dropped.
     if ROOMS in app:
-        await app[ROOMS].close()
+        try:
+            async with asyncio.timeout(app[SETTINGS].shutdown_timeout):
+                await app[ROOMS].close()
+        except TimeoutError:
+            log.error("rooms did not close within the shutdown timeout")
     if SIGNALLING in app:
         await app[SIGNALLING].close()
 

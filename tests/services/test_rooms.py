@@ -1,0 +1,118 @@
+"""RoomService against real SQLite and the real SFU: ordering of effects and failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from telecircle.domain.commands import LeaveReason
+from telecircle.domain.errors import InvalidCommand
+from telecircle.domain.events import Event
+from telecircle.domain.ids import RoomCode, new_room_code
+from telecircle.domain.model import RoomState
+from telecircle.media.sfu import MediaSettings, Sfu
+from telecircle.services.clock import SystemClock
+from telecircle.services.ports import MediaRouting
+from telecircle.services.rooms import RoomService
+from telecircle.storage import migrations, stores
+from telecircle.storage.database import Database, open_database
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass
+class RecordingObserver:
+    """Checks, at the moment of each announcement, that its events are already stored."""
+
+    db: Database
+    announced: list[tuple[str, int]] = field(default_factory=list)
+    stored_when_announced: list[int] = field(default_factory=list)
+
+    async def room_changed(self, room_code: str, state: RoomState, events: Sequence[Event]) -> None:
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(text("SELECT count(*) FROM events"))
+            self.stored_when_announced.append(rows.scalar_one())
+        self.announced.extend((room_code, 1) for _ in events)
+
+
+@dataclass
+class Harness:
+    db: Database
+    sfu: Sfu
+    observer: RecordingObserver
+    rooms: RoomService
+
+    async def room(self, limit: int = 10) -> RoomCode:
+        record = await stores.create_room(self.db, "G", limit, new_room_code())
+        return RoomCode(record.code)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await migrations.upgrade(url)
+    db = await open_database(url)
+    sfu = Sfu(MediaSettings())
+    sfu.install()
+    observer = RecordingObserver(db)
+
+    def media_for(code: RoomCode) -> MediaRouting:
+        return sfu.room(code, on_slots=lambda *a: None, on_path_lost=lambda *a: None)
+
+    rooms = RoomService(db, SystemClock(), media_for, observer, limit_ceiling=12)
+    yield Harness(db, sfu, observer, rooms)
+    await rooms.close()
+    await sfu.close()
+    await db.close()
+
+
+async def test_every_change_is_stored_before_it_is_announced(harness: Harness) -> None:
+    code = await harness.room()
+    first = await harness.rooms.join(code, "A")
+    await harness.rooms.join(code, "B")
+    await harness.rooms.set_own_media(code, first.participant.id, audio_on=False, video_on=None)
+    await harness.rooms.leave(code, first.participant.id, LeaveReason.LEFT)
+    # At each announcement the database already held that change (1, 2, 3, 4 events).
+    assert harness.observer.stored_when_announced == [1, 2, 3, 4]
+
+
+async def test_a_change_that_cannot_be_stored_is_not_announced_and_logs_no_name(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    code = await harness.room()
+    await harness.rooms.join(code, "A")
+    async with harness.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE participants RENAME COLUMN display_name TO renamed"))
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(Exception) as failure:
+        await harness.rooms.join(code, "Ottoline Wimbourne")
+    assert "Ottoline" not in str(failure.value), "SQL parameters are hidden"
+    assert len(harness.observer.announced) == 1  # only the first join
+    live = harness.rooms.live_room(code)
+    assert live is not None and len(live.state.participants) == 1
+    assert "Ottoline" not in caplog.text
+
+
+async def test_a_refused_first_join_leaves_no_open_session(harness: Harness) -> None:
+    code = await harness.room()
+    with pytest.raises(InvalidCommand):
+        await harness.rooms.join(code, "   ")
+    assert harness.rooms.live_room_count() == 0
+    room = await stores.get_room_by_code(harness.db, code)
+    assert room is not None
+    assert await stores.get_open_session(harness.db, room.id) is None
+    assert harness.sfu.counts().rooms == 0
+
+
+async def test_leaving_twice_and_leaving_unknown_rooms_are_harmless(harness: Harness) -> None:
+    code = await harness.room()
+    outcome = await harness.rooms.join(code, "A")
+    await harness.rooms.leave(code, outcome.participant.id, LeaveReason.LEFT)
+    await harness.rooms.leave(code, outcome.participant.id, LeaveReason.LEFT)
+    await harness.rooms.leave(RoomCode("nowhere"), outcome.participant.id, LeaveReason.LEFT)
+    assert harness.rooms.live_room_count() == 0
