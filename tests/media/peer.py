@@ -142,6 +142,8 @@ class Received:
     colours: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     audio_frames: Counter[str] = field(default_factory=Counter)
     keyframes: Counter[str] = field(default_factory=Counter)
+    # The SSRC each mid's packets arrive with (the server's sender for that slot).
+    ssrcs: dict[str, int] = field(default_factory=dict)
     # Every video packet per mid: (sequence number, timestamp, VP8 picture id, keyframe).
     video_log: dict[str, list[tuple[int, int, int, bool]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -201,6 +203,7 @@ class SyntheticPeer:
 
         async def count(packet: RtpPacket) -> None:
             received.packets[mid] += 1
+            received.ssrcs[mid] = packet.ssrc
             if kind != "video":
                 return
             info = parse_vp8(packet.payload)
@@ -237,6 +240,15 @@ class SyntheticPeer:
             if pid == owner:
                 return self.slot_mids[index]
         raise KeyError(owner)
+
+    async def send_pli(self, mid: str) -> None:
+        """Ask for a keyframe on ``mid`` as a browser would: an RTCP PLI from its receiver."""
+        assert self.subscribe_pc is not None
+        for transceiver in self.subscribe_pc.getTransceivers():
+            if transceiver.mid == mid:
+                await aiortc_tap.send_pli(transceiver.receiver, self.received.ssrcs[mid])
+                return
+        raise KeyError(mid)
 
     async def close(self) -> None:
         for pc in (self.publish_pc, self.subscribe_pc):

@@ -72,9 +72,27 @@ def test_aioice_seams_install_and_uninstall() -> None:
     assert "build_request(pair, nominate=False)" in consent_source
     assert "pair.protocol.request(" in consent_source
     assert "retransmissions" in inspect.signature(aioice.ice.StunProtocol.request).parameters
+    # Every non-STUN datagram goes through Connection.data_received(data, component), which
+    # only queues it for aiortc's RTCDtlsTransport (our filter sits in between).
+    assert list(inspect.signature(aioice.ice.Connection.data_received).parameters) == [
+        "self",
+        "data",
+        "component",
+    ]
+    datagram_source = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in datagram_source
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        aioice.ice.Connection.data_received
+    )
+    # The demultiplexer the filter mirrors (first-byte ranges) and the crash it prevents.
+    recv_source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "first_byte = data[0]" in recv_source
+    assert "first_byte > 19 and first_byte < 64" in recv_source
+    assert "first_byte > 127 and first_byte < 192" in recv_source
 
     original_hosts = aioice.ice.get_host_addresses
     original_consent = aioice.ice.Connection.query_consent
+    original_data_received = aioice.ice.Connection.data_received
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
 
     sfu = Sfu(
@@ -87,8 +105,12 @@ def test_aioice_seams_install_and_uninstall() -> None:
     assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
     assert aioice.ice.get_host_addresses(False, True) == []
     assert aioice.ice.Connection.query_consent is not original_consent
+    assert getattr(aioice.ice.Connection, ice_policy.DATA_RECEIVED_METHOD) is not (
+        original_data_received
+    )
 
     sfu._ice.uninstall()
     sfu._ice.uninstall()
     assert aioice.ice.get_host_addresses is original_hosts
     assert aioice.ice.Connection.query_consent is original_consent
+    assert aioice.ice.Connection.data_received is original_data_received

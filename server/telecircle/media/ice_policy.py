@@ -1,6 +1,6 @@
-"""The aioice seams: which local addresses ICE gathers on, and how a dead path is noticed.
+"""The aioice seams: local addresses, dead-path detection, and hostile datagrams.
 
-aioice 0.13 has no settings for either, so while installed this module replaces
+aioice 0.13 has no settings for any of these, so while installed this module replaces
 
 - ``aioice.ice.get_host_addresses``: aioice leaves 127.0.0.1 out of its host candidates;
   the SFU gathers on exactly the configured addresses;
@@ -16,6 +16,17 @@ aioice 0.13 has no settings for either, so while installed this module replaces
 It also fixes a leak: aioice starts the consent task at the end of ``connect()`` even
 when ``close()`` ran meanwhile (a connection closed while ICE completes); our loop
 returns at once on a closing connection.
+
+And it drops datagrams that cannot be DTLS, SRTP or SRTCP before aiortc sees them, by
+wrapping ``aioice.ice.Connection.data_received``. aioice 0.13's
+``StunProtocol.datagram_received`` hands every datagram that does not parse as STUN,
+from any source address (not only the nominated peer), to that method, which queues it
+for aiortc; aiortc 1.16's ``RTCDtlsTransport._recv_next`` then reads ``data[0]``: an
+empty datagram raises IndexError, which ends the transport's receive loop, so the peer
+connection closes and the SFU reports the path lost. One empty UDP datagram from
+anyone who can reach the port would eject a participant. ``data_received`` is the
+narrowest point: the one place all non-STUN data (host and TURN-relayed) goes through,
+after STUN is handled and before anything reaches aiortc. See :func:`could_be_media`.
 
 These are process-wide: the policy remembers what it replaced and puts it back on
 :meth:`IcePolicy.uninstall`. tests/media/test_aiortc_seams.py fails if the aioice
@@ -43,8 +54,37 @@ CONNECTION_INTERNALS = (
     "remote_password",
     "build_request",
 )
+DATA_RECEIVED_METHOD = "data_received"
+# aiortc's demultiplexer (RTCDtlsTransport._recv_next, RFC 7983 first-byte ranges); every
+# other first byte is ignored there.
+DTLS_FIRST_BYTES = range(20, 64)
+RTP_FIRST_BYTES = range(128, 192)
+# The smallest record that can be valid: a DTLS record header is 13 bytes (the shortest
+# real record, a plaintext alert, is 15); an RTP header is 12 bytes, an RTCP packet at
+# least 8, and SRTP/SRTCP (all aiortc ever accepts) add an authentication tag of at
+# least 10 bytes, SRTCP also a 4-byte index: 22 bytes at the least. 12 keeps every one.
+MIN_DTLS_RECORD = 13
+MIN_RTP_PACKET = 12
 # Retransmissions per consent check: STUN timeouts at 0.5, 1.5 and 3.5 s.
 CONSENT_RETRANSMISSIONS = 2
+
+
+def could_be_media(data: bytes) -> bool:
+    """Whether aiortc could use this non-STUN datagram (DTLS, SRTP or SRTCP).
+
+    False for an empty datagram (which would kill aiortc 1.16's DTLS receive loop), for
+    a first byte aiortc ignores anyway, and for anything shorter than the smallest valid
+    record of its kind. Longer junk is left to aiortc, which discards it safely (OpenSSL
+    drops bad DTLS records, libsrtp refuses bad SRTP).
+    """
+    if not data:
+        return False
+    first = data[0]
+    if first in DTLS_FIRST_BYTES:
+        return len(data) >= MIN_DTLS_RECORD
+    if first in RTP_FIRST_BYTES:
+        return len(data) >= MIN_RTP_PACKET
+    return False
 
 
 class IcePolicy:
@@ -56,7 +96,8 @@ class IcePolicy:
         self._addresses = tuple(host_addresses)
         self._host_addresses = self._make_host_addresses()
         self._consent = self._make_consent_loop(consent_interval, consent_timeout)
-        self._saved: tuple[Any, Any] | None = None
+        self._saved: tuple[Any, Any, Any] | None = None
+        self._data_filter: Callable[[Any, bytes, int], None] | None = None
 
     @property
     def installed(self) -> bool:
@@ -108,23 +149,39 @@ class IcePolicy:
 
         return query_consent
 
+    @staticmethod
+    def _make_data_filter(
+        deliver: Callable[[Any, bytes, int], None],
+    ) -> Callable[[Any, bytes, int], None]:
+        def data_received(connection: Any, data: bytes, component: int) -> None:
+            if could_be_media(data):
+                deliver(connection, data, component)
+
+        return data_received
+
     def install(self) -> None:
         if self._saved is not None:
             return
         self._saved = (
             getattr(aioice.ice, HOST_ADDRESSES_FUNCTION),
             getattr(aioice.ice.Connection, CONSENT_METHOD),
+            getattr(aioice.ice.Connection, DATA_RECEIVED_METHOD),
         )
+        self._data_filter = self._make_data_filter(self._saved[2])
         setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, self._host_addresses)
         setattr(aioice.ice.Connection, CONSENT_METHOD, self._consent)
+        setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, self._data_filter)
 
     def uninstall(self) -> None:
         if self._saved is None:
             return
-        host_addresses, consent = self._saved
+        host_addresses, consent, data_received = self._saved
         # Only undo our own change: another policy may have been installed after us.
         if getattr(aioice.ice, HOST_ADDRESSES_FUNCTION) is self._host_addresses:
             setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, host_addresses)
         if getattr(aioice.ice.Connection, CONSENT_METHOD) is self._consent:
             setattr(aioice.ice.Connection, CONSENT_METHOD, consent)
+        if getattr(aioice.ice.Connection, DATA_RECEIVED_METHOD) is self._data_filter:
+            setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, data_received)
         self._saved = None
+        self._data_filter = None

@@ -1,10 +1,15 @@
-"""A media room: the publishers and subscribers of one live session, and the routing."""
+"""A media room: the publishers and subscribers of one live session, and the routing.
+
+:class:`MediaRoom` implements the ``MediaRouting`` port of telecircle.services.ports; its
+class docstring states the contract.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from aiortc.rtp import RtpPacket
 
@@ -29,6 +34,24 @@ EMPTY: frozenset[ParticipantId] = frozenset()
 class MediaRoom:
     """Forwards each publisher's packets to the subscribers in the track's audience.
 
+    Contract (the ``MediaRouting`` port of telecircle.services.ports):
+
+    - Overlap: the caller serialises the calls for one participant (:meth:`publish`,
+      :meth:`subscribe`, :meth:`accept_subscribe_answer`, :meth:`remove` of one pid never
+      overlap); calls for different participants may overlap freely. :meth:`set_audiences`
+      is synchronous and may be called at any time. :meth:`close` may overlap with
+      anything: a call still negotiating then fails with ``media_closed``, one already
+      past negotiation completes, and close() closes every connection either made; a
+      second :meth:`close` waits for the first to finish.
+    - Idempotence: :meth:`remove` of an unknown or removed pid does nothing; :meth:`close`
+      is idempotent; :meth:`set_audiences` on a closed room is ignored. Neither
+      :meth:`remove` nor :meth:`close` raises MediaError.
+    - Errors: refusals raise :class:`~telecircle.media.errors.MediaError` (a
+      TelecircleError) with one of the codes ``invalid_sdp``, ``invalid_request``,
+      ``not_subscribed``, ``negotiation_timeout``, ``media_closed`` (see each method), and
+      leave no half-open peer connection behind. A room never reopens once closed: the
+      Sfu hands out a new room for the same key instead.
+
     Slot reports: ``on_slots(pid, assignments)`` is called for a subscriber first at the
     end of :meth:`accept_subscribe_answer` (its connection exists, the client can map
     mids), then after every :meth:`set_audiences` that changes its assignment. It is never
@@ -36,8 +59,8 @@ class MediaRoom:
     that fails or closes without :meth:`remove`/:meth:`close`/replacement; that connection
     is then closed and forgotten by the room. Callbacks must not raise.
 
-    The caller serialises calls per participant (publish, subscribe, remove of one pid are
-    not run concurrently).
+    Background work (closing lost connections) runs in tasks the room owns: their
+    failures are logged, and :meth:`close` waits for them (bounded).
     """
 
     def __init__(
@@ -59,11 +82,21 @@ class MediaRoom:
         self._connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._close_done = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        """True from the moment :meth:`close` starts: the room accepts no new work."""
+        return self._closed
 
     # ---- publishing -------------------------------------------------------------------
 
     async def publish(self, pid: ParticipantId, offer_sdp: str) -> str:
-        """Answer the client's publish offer; replaces pid's previous publish connection."""
+        """Answer the client's publish offer; replaces pid's previous publish connection.
+
+        Raises MediaError ``invalid_sdp`` (offer refused), ``negotiation_timeout`` or
+        ``media_closed``; pid's previous publish connection is then left as it was.
+        """
         self._check_open()
         kinds = check_publish_offer(offer_sdp, self._settings.max_publish_mlines)
         connection = self._new_connection(pid, "publish")
@@ -100,7 +133,11 @@ class MediaRoom:
     # ---- subscribing ------------------------------------------------------------------
 
     async def subscribe(self, pid: ParticipantId, slot_count: int) -> tuple[str, list[ReceiveSlot]]:
-        """Offer pid a subscribe connection with ``slot_count`` slots; replaces the old one."""
+        """Offer pid a subscribe connection with ``slot_count`` slots; replaces the old one.
+
+        Raises MediaError ``invalid_request`` (slot count out of range), ``invalid_sdp``,
+        ``negotiation_timeout`` or ``media_closed``.
+        """
         self._check_open()
         if not 1 <= slot_count <= self._settings.max_slots:
             raise MediaError("invalid_request", "The number of receive slots is out of range.")
@@ -121,12 +158,16 @@ class MediaRoom:
         subscriber.start()
         self._route(subscriber)
         if old is not None:
-            await old.close()
-            self._connections.discard(old.connection)
+            await self._close_subscriber(old)
         return offer, mids
 
     async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None:
-        """Apply the client's answer; on a bad answer the subscribe connection is closed."""
+        """Apply the client's answer; on a bad answer the subscribe connection is closed.
+
+        Raises MediaError ``not_subscribed`` (no offer waiting, or already answered),
+        ``invalid_sdp``, ``negotiation_timeout`` or ``media_closed``; on any of the last
+        three pid has no subscribe connection any more (subscribe again).
+        """
         self._check_open()
         subscriber = self._subscribers.get(pid)
         if subscriber is None or subscriber.reported:
@@ -137,8 +178,7 @@ class MediaRoom:
         except MediaError:
             if self._subscribers.get(pid) is subscriber:
                 del self._subscribers[pid]
-            await subscriber.close()
-            self._connections.discard(subscriber.connection)
+            await self._close_subscriber(subscriber)
             raise
         subscriber.reported = True
         self._on_slots(pid, subscriber.table.assignments())
@@ -185,32 +225,51 @@ class MediaRoom:
     # ---- lifecycle --------------------------------------------------------------------
 
     async def remove(self, pid: ParticipantId) -> None:
-        """Close pid's connections and forget it. Its slots elsewhere follow the audiences."""
+        """Close pid's connections and forget it. Its slots elsewhere follow the audiences.
+
+        Idempotent; an unknown pid is ignored. Never reports pid's path lost.
+        """
         publisher = self._publishers.pop(pid, None)
         subscriber = self._subscribers.pop(pid, None)
         if publisher is not None:
             await self._close_connection(publisher.connection)
         if subscriber is not None:
-            await subscriber.close()
-            self._connections.discard(subscriber.connection)
+            await self._close_subscriber(subscriber)
 
     async def close(self) -> None:
-        """Close every connection and task of the room. Idempotent."""
+        """Close every connection and task of the room.
+
+        Idempotent: a call while another is in progress waits for that one to finish.
+        The room is marked closed at once (calls in progress fail with ``media_closed``).
+        """
         if self._closed:
+            await self._close_done.wait()
             return
         self._closed = True
-        if self._tasks:
-            # Each of these closes one lost connection and is itself bounded by close_timeout.
-            await asyncio.wait(set(self._tasks), timeout=2 * self._settings.close_timeout)
-            for task in list(self._tasks):
-                task.cancel()
-        for pid in list(self._publishers.keys() | self._subscribers.keys()):
-            await self.remove(pid)
-        for connection in list(self._connections):
-            await self._close_connection(connection)
-        self._audiences = {}
-        self._on_closed(self)
+        try:
+            await self._stop_tasks()
+            for pid in list(self._publishers.keys() | self._subscribers.keys()):
+                await self.remove(pid)
+            for connection in list(self._connections):
+                await self._close_connection(connection)
+        finally:
+            self._audiences = {}
+            self._close_done.set()
+            self._on_closed(self)
         logger.info("media.room_closed room=%s", self.key)
+
+    async def _stop_tasks(self) -> None:
+        if not self._tasks:
+            return
+        # Each of these closes one lost connection and is itself bounded by close_timeout.
+        _, pending = await asyncio.wait(set(self._tasks), timeout=2 * self._settings.close_timeout)
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, stuck = await asyncio.wait(pending, timeout=self._settings.close_timeout)
+        if stuck:
+            logger.warning("media.tasks_stuck room=%s count=%d", self.key, len(stuck))
 
     def counts(self) -> tuple[int, int, int, int, int]:
         """(peer connections, publishers, subscribers, queues, tasks) for leak checks."""
@@ -252,9 +311,13 @@ class MediaRoom:
             raise
         except TimeoutError:
             await self._close_connection(connection)
+            if self._closed:
+                raise MediaError("media_closed", "The media room is closed.") from None
             raise MediaError("negotiation_timeout", "Media negotiation took too long.") from None
         except Exception as exc:
             await self._close_connection(connection)
+            if self._closed:  # the room closed the connection under this negotiation
+                raise MediaError("media_closed", "The media room is closed.") from None
             raise MediaError("invalid_sdp", "The session description was refused.") from exc
         if self._closed:
             await self._close_connection(connection)
@@ -275,19 +338,37 @@ class MediaRoom:
         subscriber = self._subscribers.get(pid)
         if subscriber is not None and subscriber.connection is connection:
             del self._subscribers[pid]
-            self._spawn(self._close_subscriber(subscriber))
+            self._spawn(self._close_subscriber(subscriber), pid, role)
         else:
-            self._spawn(self._close_connection(connection))
+            self._spawn(self._close_connection(connection), pid, role)
         self._on_path_lost(pid)
 
     async def _close_subscriber(self, subscriber: Subscriber) -> None:
+        """Stop the subscriber (drain task, queue, peer connection) and forget its connection."""
         await subscriber.close()
         self._connections.discard(subscriber.connection)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            await coro
+    def _spawn(self, coro: Coroutine[Any, Any, None], pid: ParticipantId, role: str) -> None:
+        """Run ``coro`` in a task the room owns: a failure is logged (ids only), and
+        :meth:`close` waits for the task (bounded) or cancels it."""
 
-        task = asyncio.get_running_loop().create_task(run())
+        async def run() -> None:
+            try:
+                await coro
+            except Exception as exc:
+                # Exception messages may carry addresses: ids and the type only; the
+                # traceback at debug level.
+                logger.error(
+                    "media.task_failed room=%s pid=%s role=%s error=%s",
+                    self.key,
+                    pid,
+                    role,
+                    type(exc).__name__,
+                )
+                logger.debug("media.task_failed traceback", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(
+            run(), name=f"media-room-{self.key}-{role}-{pid}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
