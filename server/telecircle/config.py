@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     malformed_message_limit: int = Field(
         5, ge=1, description="Malformed messages tolerated before a connection is closed."
     )
+    reconnect_grace: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a seat is held (still counted against the room limit) after "
+        "a connection drops without Leave; coming back within it returns to the same seat.",
+    )
     rate_limit_strikes: int = Field(
         50, ge=1, description="Messages refused for rate before a connection is closed."
     )

@@ -9,9 +9,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telecircle.domain.audience import all_audiences, audience
-from telecircle.domain.commands import Join, Leave, LeaveReason, SetOwnMedia
+from telecircle.domain.commands import (
+    Disconnect,
+    ExpireAway,
+    Join,
+    Leave,
+    LeaveReason,
+    Resume,
+    SetOwnMedia,
+)
 from telecircle.domain.errors import AlreadyInRoom, DomainError, InvalidCommand, NotInRoom, RoomFull
-from telecircle.domain.events import MediaChanged, ParticipantJoined, ParticipantLeft
+from telecircle.domain.events import (
+    MediaChanged,
+    ParticipantAway,
+    ParticipantBack,
+    ParticipantJoined,
+    ParticipantLeft,
+)
 from telecircle.domain.ids import ParticipantId, RoomId, SessionId
 from telecircle.domain.model import Place, RoomState, TrackKind, TrackRef
 from telecircle.domain.rules import MAX_DISPLAY_NAME_LENGTH, decide
@@ -77,9 +91,39 @@ def test_turning_own_microphone_off_empties_that_tracks_audience() -> None:
     assert unchanged == state and no_events == []
 
 
+def test_a_dropped_connection_holds_the_seat_until_the_window_ends() -> None:
+    state, _ = decide(empty_room(limit=2), Join(pid(1), "a"), 0)
+    state, events = decide(state, Disconnect(pid(1)), 10)
+    assert events == [ParticipantAway(pid(1), 10)]
+    held = state.find(pid(1))
+    assert held is not None and held.away and held.place is Place.PLENARY
+    state, _ = decide(state, Join(pid(2), "b"), 11)
+    with pytest.raises(RoomFull):  # the held seat still counts
+        decide(state, Join(pid(3), "c"), 12)
+    unchanged, none = decide(state, ExpireAway(pid(1), grace=60), 69.9)
+    assert none == [] and unchanged == state
+    state, events = decide(state, ExpireAway(pid(1), grace=60), 70)
+    assert events == [ParticipantLeft(pid(1), LeaveReason.CONNECTION_LOST, 70)]
+    assert state.find(pid(1)) is None
+
+
+def test_resume_returns_to_the_same_seat_and_expiry_then_does_nothing() -> None:
+    state, _ = decide(empty_room(), Join(pid(1), "a"), 0)
+    state, _ = decide(state, SetOwnMedia(pid(1), audio_on=False), 1)
+    state, _ = decide(state, Disconnect(pid(1)), 2)
+    state, events = decide(state, Resume(pid(1)), 5)
+    assert events == [ParticipantBack(pid(1), 5)]
+    back = state.find(pid(1))
+    assert back is not None and not back.away and back.audio_on is False
+    same, none = decide(state, ExpireAway(pid(1), grace=1), 100)
+    assert none == [] and same == state
+    again, none = decide(state, Resume(pid(1)), 6)  # not away: nothing to do
+    assert none == [] and again == state
+
+
 commands = st.lists(
     st.tuples(
-        st.sampled_from(["join", "leave", "audio", "video"]),
+        st.sampled_from(["join", "leave", "audio", "video", "drop", "resume", "expire"]),
         st.integers(min_value=0, max_value=14),
         st.booleans(),
     ),
@@ -99,6 +143,9 @@ def test_any_sequence_respects_limit_and_audience_rules(
             "leave": Leave(pid(n), LeaveReason.LEFT),
             "audio": SetOwnMedia(pid(n), audio_on=flag),
             "video": SetOwnMedia(pid(n), video_on=flag),
+            "drop": Disconnect(pid(n)),
+            "resume": Resume(pid(n)),
+            "expire": ExpireAway(pid(n), grace=3.0),
         }[kind]
         with contextlib.suppress(DomainError):
             state, _ = decide(state, command, float(step))
@@ -113,3 +160,6 @@ def test_any_sequence_respects_limit_and_audience_rules(
             enabled = owner.audio_on if track.kind is TrackKind.AUDIO else owner.video_on
             if not enabled:
                 assert members == frozenset(), "a track turned off is forwarded to nobody"
+        for participant in state.participants:
+            if participant.away_since is not None:
+                assert participant.away_since <= step

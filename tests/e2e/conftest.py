@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
 
 
+RECONNECT_GRACE_S = 6
+
+
 def telecircle_command() -> list[str]:
     override = os.environ.get("TELECIRCLE_TEST_E2E_COMMAND")
     if override:
@@ -122,6 +125,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Ite
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            # A short reconnect window so a vanished browser's seat frees within the test.
+            env={**os.environ, "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S)},
         )
     try:
         _wait_healthy(f"{base_url}/healthz", process, log)

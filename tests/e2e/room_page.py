@@ -85,6 +85,7 @@ class Tile:
     is_self: bool
     video_on: bool
     audio_on: bool
+    connected: bool
     camera_off_shown: bool
 
 
@@ -97,6 +98,7 @@ _TILES_JS = """
     is_self: tile.dataset.self === 'true',
     video_on: tile.dataset.videoOn === 'true',
     audio_on: tile.dataset.audioOn === 'true',
+    connected: tile.dataset.connected === 'true',
     camera_off_shown: !!indicator && !indicator.hidden && indicator.offsetParent !== null,
   };
 })
@@ -115,6 +117,19 @@ RECORD_PEER_CONNECTIONS_JS = """
     return pc;
   };
   window.RTCPeerConnection.prototype = Original.prototype;
+  // Websockets too, so a test can cut the signalling connection as a network drop would.
+  const OriginalSocket = window.WebSocket;
+  const sockets = [];
+  window.__telecircleTestSockets = sockets;
+  window.WebSocket = function (...args) {
+    const socket = new OriginalSocket(...args);
+    sockets.push(socket);
+    return socket;
+  };
+  window.WebSocket.prototype = OriginalSocket.prototype;
+  Object.assign(window.WebSocket, {
+    CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3,
+  });
 })();
 """
 

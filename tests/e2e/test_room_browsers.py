@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Playwright, async_playwright
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import RECONNECT_GRACE_S, Server
 from tests.e2e.room_page import (
     BLUE,
     CHROMIUM_ARGS,
@@ -151,12 +151,35 @@ async def test_three_browsers_see_and_hear_each_other(
     for name in ("Bob", "Carol"):
         await pages[name].wait_remote_names({"Bob", "Carol"} - {name}, timeout=LEAVE_TIMEOUT_S)
 
-    # Carol's browser dies: her tile disappears from Bob.
-    carol_browser, _ = opened["Carol"]
-    await carol_browser.close()
-    await bob.wait_remote_names(set(), timeout=ABRUPT_LEAVE_TIMEOUT_S)
+    # Carol closes her tab: the page's leave beacon frees her seat at once.
+    await carol.page.close(run_before_unload=True)
+    await bob.wait_remote_names(set(), timeout=LEAVE_TIMEOUT_S)
     assert await bob.state() == "connected"
     await bob.screenshot(artifacts_dir, "alone")
+
+
+async def test_a_vanished_browser_shows_reconnecting_then_its_seat_frees(
+    server: Server, browsers: Browsers, artifacts_dir: Path
+) -> None:
+    url = server.create_room("Vanishing group", limit=3)
+    (_, dana), (eli_browser, eli) = (
+        await browsers.open("Dana", RED),
+        await browsers.open("Eli", GREEN),
+    )
+    await dana.join(url)
+    await eli.join(url)
+    await dana.wait_colour("Eli", GREEN)
+    # Eli's browser process dies: no Leave, no beacon. Dana sees "Reconnecting…" on his
+    # tile while his seat is held, then the tile goes when the reconnect window ends.
+    await eli_browser.close()
+    await eventually(
+        lambda: dana.tile_of("Eli"),
+        lambda tile: tile is not None and not tile.connected,
+        ABRUPT_LEAVE_TIMEOUT_S,
+        "Dana seeing Eli reconnecting",
+    )
+    await dana.screenshot(artifacts_dir, "reconnecting")
+    await dana.wait_remote_names(set(), timeout=ABRUPT_LEAVE_TIMEOUT_S + RECONNECT_GRACE_S)
 
 
 async def test_full_room_turns_the_third_person_away(
@@ -208,3 +231,26 @@ async def test_camera_denied_explains_how_to_allow_it(
             await room.screenshot(artifacts_dir, "camera-denied")
         finally:
             await browser.close()
+
+
+async def test_a_network_drop_comes_back_into_the_same_seat(
+    server: Server, browsers: Browsers, artifacts_dir: Path
+) -> None:
+    url = server.create_room("Flaky group", limit=2)
+    (_, fay), (_, gus) = await browsers.open("Fay", RED), await browsers.open("Gus", BLUE)
+    await fay.join(url)
+    await gus.join(url)
+    await fay.wait_colour("Gus", BLUE)
+    before = await fay.tile_of("Gus")
+    assert before is not None
+    # Gus's socket dies without a goodbye (his network drops); his page reconnects by
+    # itself and takes his held seat back: same participant, no leave seen by Fay.
+    await gus.page.evaluate(
+        "window.__telecircleTestSockets.filter((s) => s.readyState === 1).forEach((s) => s.close())"
+    )
+    await gus.wait_state("reconnecting", timeout=10)
+    await gus.wait_state("connected", timeout=30)
+    await fay.wait_colour("Gus", BLUE)
+    after = await fay.tile_of("Gus")
+    assert after is not None and after.participant_id == before.participant_id
+    await fay.screenshot(artifacts_dir, "after-network-drop")

@@ -38,8 +38,20 @@ def server_footprint(server: RunningServer) -> tuple[MediaCounts, int, int]:
     )
 
 
-async def test_fifty_join_leave_cycles_leave_no_leftovers(server: RunningServer) -> None:
-    code = await server.create_room(limit=4)
+async def test_fifty_join_leave_cycles_leave_no_leftovers(tmp_path) -> None:
+    from tests.conftest import start_server
+
+    # Abrupt closes hold the seat for the reconnect window: keep it short here.
+    server = await start_server(tmp_path, reconnect_grace=0.2)
+    try:
+        await fifty_cycles(server)
+    finally:
+        await server.runner.cleanup()
+
+
+async def fifty_cycles(server: RunningServer) -> None:
+    # Room for a few seats still held (briefly) by abruptly closed visitors.
+    code = await server.create_room(limit=10)
     steady_client, steady_peer = await join_with_media(server, code, "Steady", 0)
     await asyncio.sleep(0.5)
     baseline = server_footprint(server)
@@ -88,7 +100,7 @@ async def test_largest_allowed_room_negotiates_within_the_message_limits(tmp_pat
         await server.runner.cleanup()
 
 
-async def test_dead_media_path_ends_the_seat_and_tells_the_client(tmp_path) -> None:
+async def test_dead_media_path_keeps_the_seat_and_tells_the_client(tmp_path) -> None:
     from typing import Any
 
     from tests.conftest import start_server
@@ -109,13 +121,18 @@ async def test_dead_media_path_ends_the_seat_and_tells_the_client(tmp_path) -> N
             connection: Any = transceiver.sender.transport.transport._connection
             for protocol in connection._protocols:
                 protocol.transport.close()
-        await client.wait_for(lambda: client.last("closed") is not None, timeout=20)
-        assert client.last("closed")["reason"] == "connection_lost"
-        await watcher.wait_for(lambda: len(watcher.last("roster")["participants"]) == 1)
-        # The socket is still up: the client takes a seat again.
-        assert (await client.call("join", {"room_code": code, "display_name": "Cut"}))["ok"]
-        await watcher.wait_for(lambda: len(watcher.last("roster")["participants"]) == 2)
-        for c, p in ((client, peer), (watcher, watcher_peer)):
+        await client.wait_for(lambda: client.last("media_lost") is not None, timeout=20)
+        await peer.close()
+        # The seat stayed (the watcher never saw a leave); new connections, same seat.
+        rosters = [data for name, data in watcher.events if name == "roster"]
+        assert all(len(r["participants"]) == 2 for r in rosters[1:])
+        renewed = SyntheticPeer(peer.pid, encode_media(2, frames=10))
+        room = SignalledRoom(client)
+        await renewed.publish(room)  # type: ignore[arg-type]
+        await renewed.subscribe(room, 0)  # type: ignore[arg-type]
+        await wait_until(lambda: server.app[SFU].counts().peer_connections == 4)
+        for c, p in ((client, renewed), (watcher, watcher_peer)):
+            await c.call("leave")
             await c.close()
             await p.close()
     finally:

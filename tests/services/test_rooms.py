@@ -39,6 +39,9 @@ class RecordingObserver:
             self.stored_when_announced.append(rows.scalar_one())
         self.announced.extend((room_code, 1) for _ in events)
 
+    async def media_lost(self, room_code: str, pid: object) -> None:
+        pass
+
 
 @dataclass
 class Harness:
@@ -64,7 +67,9 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     def media_for(code: RoomCode) -> MediaRouting:
         return sfu.room(code, on_slots=lambda *a: None, on_path_lost=lambda *a: None)
 
-    rooms = RoomService(db, SystemClock(), media_for, observer, limit_ceiling=12)
+    rooms = RoomService(
+        db, SystemClock(), media_for, observer, limit_ceiling=12, reconnect_grace=60
+    )
     yield Harness(db, sfu, observer, rooms)
     await rooms.close()
     await sfu.close()
@@ -116,3 +121,24 @@ async def test_leaving_twice_and_leaving_unknown_rooms_are_harmless(harness: Har
     await harness.rooms.leave(code, outcome.participant.id, LeaveReason.LEFT)
     await harness.rooms.leave(RoomCode("nowhere"), outcome.participant.id, LeaveReason.LEFT)
     assert harness.rooms.live_room_count() == 0
+
+
+async def test_away_and_back_are_on_the_timeline(harness: Harness) -> None:
+    code = await harness.room()
+    outcome = await harness.rooms.join(code, "A")
+    pid = outcome.participant.id
+    await harness.rooms.disconnect(code, pid)
+    back = await harness.rooms.resume(code, pid, outcome.resume_token)
+    assert back.participant.id == pid and not back.participant.away
+    live = harness.rooms.live_room(code)
+    assert live is not None
+    timeline = await stores.load_timeline(harness.db, live.state.session_id)
+    assert [e.kind for e in timeline] == [
+        "participant_joined",
+        "participant_away",
+        "participant_back",
+    ]
+    assert [type(e.to_event()).__name__ for e in timeline][1:] == [
+        "ParticipantAway",
+        "ParticipantBack",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -38,6 +39,14 @@ async def test_join_unknown_room_is_refused_clearly(server: RunningServer, clien
     assert "link" in ack["error"]["message"]
 
 
+def roster_ids(client: Client) -> list[str]:
+    return [p["id"] for p in (client.last("roster") or {}).get("participants", [])]
+
+
+def connected_flags(client: Client) -> dict[str, bool]:
+    return {p["id"]: p["connected"] for p in client.last("roster")["participants"]}
+
+
 async def test_join_announces_roster_and_leave_removes(server: RunningServer, clients) -> None:
     code = await server.create_room()
     first, second = await clients(), await clients()
@@ -46,17 +55,113 @@ async def test_join_announces_roster_and_leave_removes(server: RunningServer, cl
     first_id = ack["data"]["participant_id"]
     ack = await second.call("join", {"room_code": code, "display_name": "Second"})
     assert [p["display_name"] for p in ack["data"]["participants"]] == ["First", "Second"]
-    await first.wait_for(lambda: len((first.last("roster") or {}).get("participants", [])) == 2)
+    await first.wait_for(lambda: len(roster_ids(first)) == 2)
     assert (await second.call("leave"))["ok"] is True
-    await first.wait_for(lambda: len(first.last("roster")["participants"]) == 1)
-    assert first.last("roster")["participants"][0]["id"] == first_id
+    await first.wait_for(lambda: roster_ids(first) == [first_id])
     await second.close()
-    # Closing the socket without Leave also frees the seat.
+    # A closing page sends a leave beacon with its seat's token: it leaves at once.
     third = await clients()
-    await third.call("join", {"room_code": code, "display_name": "Third"})
-    await first.wait_for(lambda: len(first.last("roster")["participants"]) == 2)
+    ack = await third.call("join", {"room_code": code, "display_name": "Third"})
+    await first.wait_for(lambda: len(roster_ids(first)) == 2)
+    seat = {"participant_id": ack["data"]["participant_id"], "resume_token": "wrong"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/r/{code}/leave", data=json.dumps(seat)) as reply:
+            assert reply.status == 204
+        assert len(roster_ids(first)) == 2, "a wrong token ends nothing"
+        seat["resume_token"] = ack["data"]["resume_token"]
+        async with http.post(f"{server.url}/r/{code}/leave", data=json.dumps(seat)) as reply:
+            assert reply.status == 204
+        async with http.post(f"{server.url}/r/{code}/leave", data="not json") as reply:
+            assert reply.status == 400
+    await first.wait_for(lambda: roster_ids(first) == [first_id])
     await third.sio.eio.disconnect(abort=True)
-    await first.wait_for(lambda: len(first.last("roster")["participants"]) == 1, timeout=20)
+
+
+async def test_a_dropped_connection_comes_back_into_the_same_seat(
+    server: RunningServer, clients
+) -> None:
+    code = await server.create_room(limit=2)
+    watcher, dropper = await clients(), await clients()
+    await watcher.call("join", {"room_code": code, "display_name": "W"})
+    ack = await dropper.call("join", {"room_code": code, "display_name": "D"})
+    seat = {"participant_id": ack["data"]["participant_id"], "token": ack["data"]["resume_token"]}
+    await watcher.wait_for(lambda: len(roster_ids(watcher)) == 2)
+
+    await dropper.sio.eio.disconnect(abort=True)  # no goodbye: a network drop
+    await watcher.wait_for(lambda: connected_flags(watcher)[seat["participant_id"]] is False)
+    # The held seat still counts against the limit of 2.
+    stranger = await clients()
+    refused = await stranger.call("join", {"room_code": code, "display_name": "S"})
+    assert refused["error"]["code"] == "room_full"
+
+    wrong = await clients()
+    bad = {"room_code": code, "participant_id": seat["participant_id"], "resume_token": "x" * 43}
+    assert (await wrong.call("resume", bad))["error"]["code"] == "seat_expired"
+
+    back = await clients()
+    resume = {
+        "room_code": code,
+        "participant_id": seat["participant_id"],
+        "resume_token": seat["token"],
+    }
+    ack = await back.call("resume", resume)
+    assert ack["ok"], ack
+    assert ack["data"]["participant_id"] == seat["participant_id"]
+    await watcher.wait_for(lambda: connected_flags(watcher)[seat["participant_id"]] is True)
+    # The watcher never saw the seat leave: every roster it got had both participants.
+    rosters = [data for name, data in watcher.events if name == "roster"]
+    assert all(len(r["participants"]) == 2 for r in rosters[1:])
+    assert (await back.call("set_media", {"audio_on": False}))["ok"]
+
+
+async def test_resuming_from_a_second_window_moves_the_seat(server: RunningServer, clients) -> None:
+    code = await server.create_room()
+    first = await clients()
+    ack = await first.call("join", {"room_code": code, "display_name": "A"})
+    resume = {
+        "room_code": code,
+        "participant_id": ack["data"]["participant_id"],
+        "resume_token": ack["data"]["resume_token"],
+    }
+    second = await clients()
+    assert (await second.call("resume", resume))["ok"]
+    await first.wait_for(lambda: first.last("closed") is not None)
+    assert first.last("closed")["reason"] == "seat_moved"
+    for _ in range(100):
+        if not first.sio.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert not first.sio.connected
+    assert (await second.call("set_media", {"video_on": False}))["ok"]
+    assert len(roster_ids(second) or [1]) == 1
+
+
+async def test_a_seat_not_taken_back_in_time_is_freed(tmp_path) -> None:
+    from tests.conftest import start_server
+
+    server = await start_server(tmp_path, reconnect_grace=0.5)
+    watcher, dropper = Client(), Client()
+    try:
+        code = await server.create_room()
+        await watcher.connect(server.url)
+        await dropper.connect(server.url)
+        await watcher.call("join", {"room_code": code, "display_name": "W"})
+        ack = await dropper.call("join", {"room_code": code, "display_name": "D"})
+        await watcher.wait_for(lambda: len(roster_ids(watcher)) == 2)
+        await dropper.sio.eio.disconnect(abort=True)
+        await watcher.wait_for(lambda: len(roster_ids(watcher)) == 1, timeout=15)
+        late = Client()
+        await late.connect(server.url)
+        resume = {
+            "room_code": code,
+            "participant_id": ack["data"]["participant_id"],
+            "resume_token": ack["data"]["resume_token"],
+        }
+        assert (await late.call("resume", resume))["error"]["code"] == "seat_expired"
+        await late.close()
+    finally:
+        await watcher.close()
+        await server.runner.cleanup()
 
 
 async def test_room_limit_is_atomic_under_concurrent_joins(server: RunningServer, clients) -> None:
@@ -222,10 +327,12 @@ async def test_logs_carry_ids_not_names(
 
 async def test_silent_dead_connection_frees_the_seat(tmp_path) -> None:
     """A client that vanishes without closing (no FIN, no close frame) is noticed by
-    engine.io's ping timeout and its seat is freed for the others."""
+    engine.io's ping timeout: shown as reconnecting, then its seat is freed."""
     from tests.conftest import start_server
 
-    server = await start_server(tmp_path, socket_ping_interval=1.0, socket_ping_timeout=1.0)
+    server = await start_server(
+        tmp_path, socket_ping_interval=1.0, socket_ping_timeout=1.0, reconnect_grace=1.0
+    )
     watcher, ghost = Client(), Client()
     try:
         code = await server.create_room()
@@ -239,6 +346,7 @@ async def test_silent_dead_connection_frees_the_seat(tmp_path) -> None:
             return None
 
         ghost.sio.eio._send_packet = swallow  # the ghost stops answering pings
+        await watcher.wait_for(lambda: False in connected_flags(watcher).values(), timeout=15)
         await watcher.wait_for(lambda: len(watcher.last("roster")["participants"]) == 1, timeout=15)
     finally:
         await watcher.close()

@@ -1,7 +1,13 @@
 /**
  * Telecircle room page: pre-join → join → publish + subscribe → grid; leave; reconnect.
  */
-import type { ParticipantView, RosterEvent, SlotsEvent, ClosedEvent } from "./generated/protocol";
+import type {
+  ClosedEvent,
+  JoinResult,
+  ParticipantView,
+  RosterEvent,
+  SlotsEvent,
+} from "./generated/protocol";
 import { getLocalMedia, PublishConnection, stopStream, SubscribeConnection } from "./media";
 import { Signalling, SignallingError } from "./signalling";
 import { type AppState, View } from "./ui";
@@ -26,6 +32,8 @@ class App {
   private attempt = 0;
   /** True from pressing Join until the session ends (leave, error, room full). */
   private inSession = false;
+  /** Our seat, kept to come back into it after a dropped connection (resume). */
+  private seat: { participantId: string; resumeToken: string } | null = null;
 
   start(): void {
     this.view.joinForm.addEventListener("submit", (event) => {
@@ -46,15 +54,20 @@ class App {
       this.render();
     });
     this.signalling.on("closed", (event: ClosedEvent) => {
-      if (event.reason === "connection_lost" && this.inSession && this.signalling.connected) {
-        // The media path died but the socket lives: take a seat again with new connections.
-        this.setState("reconnecting", event.message);
-        void this.enterRoom();
-        return;
-      }
+      this.seat = null;
       this.endSession(false);
       this.setState("error", event.message);
     });
+    this.signalling.on("media_lost", () => {
+      // A peer connection died while our seat and socket live: build new ones.
+      if (this.inSession && this.state === "connected") {
+        this.setState("reconnecting");
+        void this.enterRoom();
+      }
+    });
+    // A closing page cannot wait for an ack: a beacon ends the seat at once, instead of
+    // the others seeing "reconnecting" for the whole reconnect window.
+    window.addEventListener("pagehide", () => this.sendLeaveBeacon());
     this.signalling.onDisconnect((_reason, willReconnect) => this.onDisconnect(willReconnect));
     this.signalling.onConnect(() => {
       if (this.inSession && this.state === "reconnecting") void this.enterRoom();
@@ -135,11 +148,9 @@ class App {
     if (!stream) return;
     this.closePeers();
     try {
-      const joined = await this.signalling.request("join", {
-        room_code: this.view.roomCode,
-        display_name: this.displayName,
-      });
+      const joined = await this.takeSeat();
       if (stale()) return;
+      this.seat = { participantId: joined.participant_id, resumeToken: joined.resume_token };
       this.selfId = joined.participant_id;
       this.roster = joined.participants;
       this.render();
@@ -176,6 +187,36 @@ class App {
         this.setState("error", describe(error));
       }
     }
+  }
+
+  /** Back into our held seat if we have one, else a new seat. */
+  private async takeSeat(): Promise<JoinResult> {
+    if (this.seat) {
+      try {
+        return await this.signalling.request("resume", {
+          room_code: this.view.roomCode,
+          participant_id: this.seat.participantId,
+          resume_token: this.seat.resumeToken,
+        });
+      } catch (error) {
+        if (!(error instanceof SignallingError && error.code === "seat_expired")) throw error;
+        this.seat = null;
+      }
+    }
+    return this.signalling.request("join", {
+      room_code: this.view.roomCode,
+      display_name: this.displayName,
+    });
+  }
+
+  private sendLeaveBeacon(): void {
+    if (!this.seat || !this.inSession) return;
+    const body = JSON.stringify({
+      participant_id: this.seat.participantId,
+      resume_token: this.seat.resumeToken,
+    });
+    const url = `/r/${encodeURIComponent(this.view.roomCode)}/leave`;
+    navigator.sendBeacon(url, new Blob([body], { type: "text/plain" }));
   }
 
   private onDisconnect(willReconnect: boolean): void {
@@ -230,6 +271,7 @@ class App {
         console.warn("leave failed", error);
       }
     }
+    this.seat = null;
     this.endSession(true);
     this.setState("left");
   }

@@ -199,7 +199,10 @@ function createTile(participantId: string): HTMLElement {
   const cameraOff = document.createElement("span");
   cameraOff.className = "indicator indicator-camera-off";
   cameraOff.textContent = "Camera off";
-  caption.append(name, micOff, cameraOff);
+  const away = document.createElement("span");
+  away.className = "indicator indicator-reconnecting";
+  away.textContent = "Reconnecting…";
+  caption.append(name, micOff, cameraOff, away);
 
   tile.append(video, placeholder, caption);
   return tile;
@@ -210,6 +213,7 @@ function updateTile(tile: HTMLElement, model: TileModel): void {
   tile.dataset["self"] = String(isSelf);
   tile.dataset["audioOn"] = String(participant.audio_on);
   tile.dataset["videoOn"] = String(participant.video_on);
+  tile.dataset["connected"] = String(participant.connected);
   tile.setAttribute("aria-label", isSelf ? `${participant.display_name} (you)` : participant.display_name);
 
   const name = tile.querySelector<HTMLElement>(".tile-name");
@@ -220,6 +224,8 @@ function updateTile(tile: HTMLElement, model: TileModel): void {
   if (micOff) micOff.hidden = participant.audio_on;
   const cameraOff = tile.querySelector<HTMLElement>(".indicator-camera-off");
   if (cameraOff) cameraOff.hidden = participant.video_on;
+  const away = tile.querySelector<HTMLElement>(".indicator-reconnecting");
+  if (away) away.hidden = participant.connected;
 
   const video = tile.querySelector("video");
   if (video) {

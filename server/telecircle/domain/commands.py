@@ -10,7 +10,7 @@ from telecircle.domain.ids import ParticipantId
 
 class LeaveReason(enum.Enum):
     LEFT = "left"
-    CONNECTION_LOST = "connection_lost"
+    CONNECTION_LOST = "connection_lost"  # away for longer than the reconnect window
     SERVER_SHUTDOWN = "server_shutdown"
 
 
@@ -35,4 +35,26 @@ class SetOwnMedia:
     video_on: bool | None = None
 
 
-Command = Join | Leave | SetOwnMedia
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """The participant's connection dropped without Leave: they keep their seat, away."""
+
+    participant_id: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The participant is back on a new connection, into the same seat and place."""
+
+    participant_id: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireAway:
+    """The reconnect window (``grace`` seconds) may have run out for this participant."""
+
+    participant_id: ParticipantId
+    grace: float
+
+
+Command = Join | Leave | SetOwnMedia | Disconnect | Resume | ExpireAway

@@ -36,4 +36,22 @@ class MediaChanged:
     kind = "media_changed"
 
 
-Event = ParticipantJoined | ParticipantLeft | MediaChanged
+@dataclass(frozen=True, slots=True)
+class ParticipantAway:
+    """The participant's connection dropped; their seat is held for the reconnect window."""
+
+    participant_id: ParticipantId
+    at: float
+
+    kind = "participant_away"
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantBack:
+    participant_id: ParticipantId
+    at: float
+
+    kind = "participant_back"
+
+
+Event = ParticipantJoined | ParticipantLeft | MediaChanged | ParticipantAway | ParticipantBack

@@ -36,6 +36,12 @@ class Participant:
     joined_at: float
     audio_on: bool = True
     video_on: bool = True
+    # Set while the participant's connection is gone and their seat is held for them.
+    away_since: float | None = None
+
+    @property
+    def away(self) -> bool:
+        return self.away_since is not None
 
 
 @dataclass(frozen=True, slots=True)

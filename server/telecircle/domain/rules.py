@@ -8,9 +8,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from telecircle.domain.commands import Command, Join, Leave, SetOwnMedia
+from telecircle.domain.commands import (
+    Command,
+    Disconnect,
+    ExpireAway,
+    Join,
+    Leave,
+    LeaveReason,
+    Resume,
+    SetOwnMedia,
+)
 from telecircle.domain.errors import AlreadyInRoom, InvalidCommand, NotInRoom, RoomFull
-from telecircle.domain.events import Event, MediaChanged, ParticipantJoined, ParticipantLeft
+from telecircle.domain.events import (
+    Event,
+    MediaChanged,
+    ParticipantAway,
+    ParticipantBack,
+    ParticipantJoined,
+    ParticipantLeft,
+)
+from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import Participant, Place, RoomState
 
 MAX_DISPLAY_NAME_LENGTH = 64
@@ -22,7 +39,13 @@ def decide(state: RoomState, command: Command, now: float) -> tuple[RoomState, l
         return _join(state, command, now)
     if isinstance(command, Leave):
         return _leave(state, command, now)
-    return _set_own_media(state, command, now)
+    if isinstance(command, SetOwnMedia):
+        return _set_own_media(state, command, now)
+    if isinstance(command, Disconnect):
+        return _disconnect(state, command, now)
+    if isinstance(command, Resume):
+        return _resume(state, command, now)
+    return _expire_away(state, command, now)
 
 
 def normalise_display_name(raw: str) -> str:
@@ -76,7 +99,48 @@ def _set_own_media(
     )
     if updated == current:
         return state, []
-    participants = tuple(updated if p.id == current.id else p for p in state.participants)
-    return replace(state, participants=participants), [
+    return _update(state, updated), [
         MediaChanged(updated.id, updated.audio_on, updated.video_on, now)
     ]
+
+
+def _update(state: RoomState, participant: Participant) -> RoomState:
+    participants = tuple(participant if p.id == participant.id else p for p in state.participants)
+    return replace(state, participants=participants)
+
+
+def _seated(state: RoomState, participant_id: ParticipantId) -> Participant:
+    participant = state.find(participant_id)
+    if participant is None:
+        raise NotInRoom("You are not in this room.")
+    return participant
+
+
+def _disconnect(state: RoomState, command: Disconnect, now: float) -> tuple[RoomState, list[Event]]:
+    """The seat is held (still counted against the limit); nothing else changes."""
+    participant = _seated(state, command.participant_id)
+    if participant.away:
+        return state, []
+    away = replace(participant, away_since=now)
+    return _update(state, away), [ParticipantAway(participant.id, now)]
+
+
+def _resume(state: RoomState, command: Resume, now: float) -> tuple[RoomState, list[Event]]:
+    """Back into the same seat and place; a no-op if the seat was never marked away."""
+    participant = _seated(state, command.participant_id)
+    if not participant.away:
+        return state, []
+    back = replace(participant, away_since=None)
+    return _update(state, back), [ParticipantBack(participant.id, now)]
+
+
+def _expire_away(
+    state: RoomState, command: ExpireAway, now: float
+) -> tuple[RoomState, list[Event]]:
+    """Free the seat of someone away for at least ``grace`` seconds; otherwise nothing."""
+    participant = state.find(command.participant_id)
+    if participant is None or participant.away_since is None:
+        return state, []
+    if now - participant.away_since < command.grace:
+        return state, []
+    return _leave(state, Leave(participant.id, LeaveReason.CONNECTION_LOST), now)

@@ -51,3 +51,7 @@ class RoomObserver(Protocol):
     async def room_changed(
         self, room_code: str, state: RoomState, events: Sequence[Event]
     ) -> None: ...
+
+    async def media_lost(self, room_code: str, pid: ParticipantId) -> None:
+        """A participant's peer connection died while their seat is live: tell them."""
+        ...

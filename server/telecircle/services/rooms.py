@@ -14,14 +14,25 @@ rest of the room; a negotiation that finishes after its participant left is undo
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from telecircle.domain.audience import all_audiences
-from telecircle.domain.commands import Command, Join, Leave, LeaveReason, SetOwnMedia
+from telecircle.domain.commands import (
+    Command,
+    Disconnect,
+    ExpireAway,
+    Join,
+    Leave,
+    LeaveReason,
+    Resume,
+    SetOwnMedia,
+)
 from telecircle.domain.errors import DomainError, NotInRoom
-from telecircle.domain.events import Event
+from telecircle.domain.events import Event, ParticipantLeft
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_participant_id
 from telecircle.domain.model import Participant, RoomState
 from telecircle.domain.rules import decide
@@ -44,11 +55,18 @@ class ServiceClosed(DomainError):
     http_status = 503
 
 
+class SeatExpired(DomainError):
+    code = "seat_expired"
+    http_status = 410
+
+
 @dataclass(frozen=True, slots=True)
 class JoinOutcome:
     room: stores.RoomRecord
     participant: Participant
     state: RoomState
+    # The secret that lets this participant back into the seat from a new connection.
+    resume_token: str
 
 
 MediaFactory = Callable[[RoomCode], MediaRouting]
@@ -63,6 +81,7 @@ class LiveRoom:
     media: MediaRouting
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     media_locks: dict[ParticipantId, asyncio.Lock] = field(default_factory=dict)
+    resume_tokens: dict[ParticipantId, str] = field(default_factory=dict)
     closed: bool = False
 
     @property
@@ -86,12 +105,14 @@ class RoomService:
         media_factory: MediaFactory,
         observer: RoomObserver,
         limit_ceiling: int,
+        reconnect_grace: float,
     ) -> None:
         self._db = db
         self._clock = clock
         self._media_factory = media_factory
         self._observer = observer
         self._limit_ceiling = limit_ceiling
+        self._reconnect_grace = reconnect_grace
         self._rooms: dict[RoomCode, LiveRoom] = {}
         self._registry_lock = asyncio.Lock()
         self._tasks = TaskOwner("rooms")
@@ -124,10 +145,69 @@ class RoomService:
                     if not live.state.participants:
                         await self._close_room(live)
                     raise
-                participant = live.state.find(pid)
-                if participant is None:  # pragma: no cover - Join always seats or raises
-                    raise NotInRoom("Joining failed.")
-                return JoinOutcome(live.room, participant, live.state)
+                token = secrets.token_urlsafe(32)
+                live.resume_tokens[pid] = token
+                return self._outcome(live, pid, token)
+
+    async def resume(self, code: RoomCode, pid: ParticipantId, token: str) -> JoinOutcome:
+        """Back into a held seat (same participant, same place) from a new connection.
+
+        Raises SeatExpired when the seat is gone or the token does not match; the caller
+        then joins afresh.
+        """
+        live = self._rooms.get(code)
+        if live is None:
+            raise SeatExpired("Your seat has been released. Joining again.")
+        async with live.lock:
+            expected = live.resume_tokens.get(pid)
+            if not live.seated(pid) or expected is None:
+                raise SeatExpired("Your seat has been released. Joining again.")
+            if not hmac.compare_digest(expected.encode(), token.encode()):
+                raise SeatExpired("Your seat has been released. Joining again.")
+            await self._apply(live, Resume(pid))
+            return self._outcome(live, pid, expected)
+
+    async def leave_with_token(self, code: RoomCode, pid: ParticipantId, token: str) -> bool:
+        """Leave on behalf of a page that is closing (it can only send a beacon): the
+        resume token proves the seat. Returns False when it did not match a seat."""
+        live = self._rooms.get(code)
+        expected = live.resume_tokens.get(pid) if live is not None else None
+        if expected is None or not hmac.compare_digest(expected.encode(), token.encode()):
+            return False
+        await self.leave(code, pid, LeaveReason.LEFT)
+        return True
+
+    async def disconnect(self, code: RoomCode, pid: ParticipantId) -> None:
+        """The participant's connection dropped without Leave: hold the seat for the
+        reconnect window, then free it unless they came back."""
+        live = self._rooms.get(code)
+        if live is None:
+            return
+        async with live.lock:
+            if not live.seated(pid):
+                return
+            events = await self._apply(live, Disconnect(pid))
+        if events:
+            self._tasks.spawn(self._expire_later(code, pid), "reconnect-window")
+
+    async def _expire_later(self, code: RoomCode, pid: ParticipantId) -> None:
+        await asyncio.sleep(self._reconnect_grace)
+        live = self._rooms.get(code)
+        if live is None:
+            return
+        async with live.lock:
+            if not live.seated(pid):
+                return
+            events = await self._apply(live, ExpireAway(pid, self._reconnect_grace))
+        if any(isinstance(event, ParticipantLeft) for event in events):
+            await self._after_leave(live, pid)
+
+    @staticmethod
+    def _outcome(live: LiveRoom, pid: ParticipantId, token: str) -> JoinOutcome:
+        participant = live.state.find(pid)
+        if participant is None:  # pragma: no cover - callers hold the lock on a seat
+            raise NotInRoom("You are not in this room.")
+        return JoinOutcome(live.room, participant, live.state, token)
 
     async def leave(self, code: RoomCode, pid: ParticipantId, reason: LeaveReason) -> None:
         """End a participant's seat and release their media. Idempotent."""
@@ -138,6 +218,10 @@ class RoomService:
             if not live.seated(pid):
                 return
             await self._apply_leave(live, Leave(pid, reason))
+        await self._after_leave(live, pid)
+
+    async def _after_leave(self, live: LiveRoom, pid: ParticipantId) -> None:
+        live.resume_tokens.pop(pid, None)
         await self._release_media(live, pid)
         async with live.lock:
             if not live.closed and not live.state.participants:
@@ -180,12 +264,16 @@ class RoomService:
             await self._undo_if_gone(live, pid)
 
     def media_path_lost(self, code: RoomCode, pid: ParticipantId) -> None:
-        """Called by the SFU when a participant's media path died: their seat ends."""
+        """Called by the SFU when one of a participant's peer connections died (the SFU
+        has already closed it). The seat stays: a participant whose socket is still up is
+        told to build new connections; one who is away comes back through resume."""
         live = self._rooms.get(code)
         if live is None or not live.seated(pid):
             return  # a connection of someone who already left
+        participant = live.state.find(pid)
         log.info("media path lost", extra={"room": code, "participant": pid})
-        self._tasks.spawn(self.leave(code, pid, LeaveReason.CONNECTION_LOST), "path-lost")
+        if participant is not None and not participant.away:
+            self._tasks.spawn(self._observer.media_lost(code, pid), "media-lost")
 
     def _seated(self, code: RoomCode, pid: ParticipantId) -> LiveRoom:
         live = self._rooms.get(code)

@@ -32,6 +32,14 @@ class JoinRequest(Message):
     display_name: str = Field(min_length=1, max_length=200)
 
 
+class ResumeRequest(Message):
+    """Back into a held seat from a new connection (after a network drop)."""
+
+    room_code: str = Field(min_length=1, max_length=64)
+    participant_id: str = Field(min_length=1, max_length=64)
+    resume_token: str = Field(min_length=1, max_length=128)
+
+
 class PublishRequest(Message):
     """The client's offer for its publish connection (sendonly audio + video)."""
 
@@ -67,10 +75,14 @@ class ParticipantView(Message):
     display_name: str
     audio_on: bool
     video_on: bool
+    # False while the participant's connection is gone and their seat is held.
+    connected: bool
 
 
 class JoinResult(Message):
     participant_id: str
+    # Keep it to come back into the same seat from a new connection (see "resume").
+    resume_token: str
     room_name: str
     participant_limit: int
     participants: list[ParticipantView]
@@ -127,6 +139,10 @@ class SlotsEvent(Message):
     slots: list[SlotAssignment]
 
 
+class MediaLostEvent(Message):
+    """Event ``media_lost``: a peer connection of yours died; publish and subscribe again."""
+
+
 class ClosedEvent(Message):
     """Event ``closed``: the server ends this connection's seat; ``reason`` is a code."""
 
@@ -136,6 +152,7 @@ class ClosedEvent(Message):
 
 CLIENT_EVENTS: dict[str, type[Message]] = {
     "join": JoinRequest,
+    "resume": ResumeRequest,
     "publish": PublishRequest,
     "subscribe": SubscribeRequest,
     "subscribe_answer": SubscribeAnswer,
@@ -146,11 +163,13 @@ CLIENT_EVENTS: dict[str, type[Message]] = {
 SERVER_EVENTS: dict[str, type[Message]] = {
     "roster": RosterEvent,
     "slots": SlotsEvent,
+    "media_lost": MediaLostEvent,
     "closed": ClosedEvent,
 }
 
 ACK_DATA: dict[str, type[Message]] = {
     "join": JoinResult,
+    "resume": JoinResult,
     "publish": SdpResult,
     "subscribe": SubscribeOffer,
     "subscribe_answer": Empty,

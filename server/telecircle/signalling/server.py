@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from telecircle.config import Settings
 from telecircle.domain.commands import LeaveReason
-from telecircle.domain.events import Event, ParticipantLeft
+from telecircle.domain.events import Event
 from telecircle.domain.ids import ConnectionId, ParticipantId, RoomCode
 from telecircle.domain.model import RoomState
 from telecircle.errors import TelecircleError
@@ -51,7 +51,11 @@ class Connection:
 def participant_views(state: RoomState) -> list[m.ParticipantView]:
     return [
         m.ParticipantView(
-            id=p.id, display_name=p.display_name, audio_on=p.audio_on, video_on=p.video_on
+            id=p.id,
+            display_name=p.display_name,
+            audio_on=p.audio_on,
+            video_on=p.video_on,
+            connected=not p.away,
         )
         for p in state.participants
     ]
@@ -114,11 +118,14 @@ class SignallingServer:
         return True
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        """A socket closed. A client that closed it on purpose (the page closed or
+        navigated away) has left; any other drop holds the seat for the reconnect window."""
         connection = self._connections.pop(ConnectionId(sid), None)
         if connection is None:
             return
+        on_purpose = reason == self.sio.reason.CLIENT_DISCONNECT
         async with connection.lock:
-            await self._release_seat(connection, LeaveReason.CONNECTION_LOST)
+            await self._release_seat(connection, LeaveReason.LEFT if on_purpose else None)
 
     async def _on_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
         connection = self._connections.get(ConnectionId(sid))
@@ -198,7 +205,7 @@ class SignallingServer:
         rooms = self._rooms
         if rooms is None:
             return acks.error(acks.INTERNAL_ERROR, "The server is not ready.")
-        if isinstance(request, m.JoinRequest):
+        if isinstance(request, m.JoinRequest | m.ResumeRequest):
             return await self._join(connection, request, rooms)
         code, pid = connection.room_code, connection.participant_id
         if code is None or pid is None:
@@ -224,32 +231,60 @@ class SignallingServer:
         return acks.error(acks.UNKNOWN_EVENT, "Unknown event.")  # pragma: no cover
 
     async def _join(
-        self, connection: Connection, request: m.JoinRequest, rooms: RoomService
+        self, connection: Connection, request: m.JoinRequest | m.ResumeRequest, rooms: RoomService
     ) -> dict[str, Any]:
+        """Take a new seat (join) or a held one back (resume) for this connection."""
         if connection.participant_id is not None:
             return acks.error(acks.ALREADY_JOINED, "This connection already has a seat.")
         code = RoomCode(request.room_code)
         # Enter the fan-out channel first so no roster change after the seat is missed.
         await self.sio.enter_room(connection.sid, channel(code))
         try:
-            outcome = await rooms.join(code, request.display_name)
+            if isinstance(request, m.ResumeRequest):
+                pid = ParticipantId(request.participant_id)
+                outcome = await rooms.resume(code, pid, request.resume_token)
+            else:
+                outcome = await rooms.join(code, request.display_name)
         except BaseException:
             await self.sio.leave_room(connection.sid, channel(code))
             raise
+        pid = outcome.participant.id
+        previous = self._sid_by_participant.get(pid)
+        if previous is not None and previous != connection.sid:
+            await self._seat_moved(previous)
         connection.room_code = code
-        connection.participant_id = outcome.participant.id
-        self._sid_by_participant[outcome.participant.id] = connection.sid
-        log.info("joined", extra={"room": code, "participant": outcome.participant.id})
+        connection.participant_id = pid
+        self._sid_by_participant[pid] = connection.sid
+        event = "resumed" if isinstance(request, m.ResumeRequest) else "joined"
+        log.info(event, extra={"room": code, "participant": pid})
         return acks.ok(
             m.JoinResult(
-                participant_id=outcome.participant.id,
+                participant_id=pid,
+                resume_token=outcome.resume_token,
                 room_name=outcome.room.name,
                 participant_limit=outcome.state.participant_limit,
                 participants=participant_views(outcome.state),
             )
         )
 
-    async def _release_seat(self, connection: Connection, reason: LeaveReason) -> None:
+    async def _seat_moved(self, sid: ConnectionId) -> None:
+        """The seat was taken back from another connection: that one loses it and closes."""
+        old = self._connections.get(sid)
+        if old is None:
+            return
+        code = old.room_code
+        old.room_code = None
+        old.participant_id = None
+        if code is not None:
+            await self.sio.leave_room(sid, channel(code))
+        closed = m.ClosedEvent(
+            reason="seat_moved", message="You joined this room from another window or device."
+        )
+        await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
+        self._tasks.spawn(self._disconnect_after_ack(sid), "seat-moved")
+
+    async def _release_seat(self, connection: Connection, reason: LeaveReason | None) -> None:
+        """Unmap the connection's seat and end it (``reason``) or hold it (None: away)."""
         code, pid = connection.room_code, connection.participant_id
         if code is None or pid is None or self._rooms is None:
             return
@@ -258,38 +293,23 @@ class SignallingServer:
         if self._sid_by_participant.get(pid) == connection.sid:
             del self._sid_by_participant[pid]
         await self.sio.leave_room(connection.sid, channel(code))
-        await self._rooms.leave(code, pid, reason)
-        log.info("left", extra={"room": code, "participant": pid, "reason": reason.value})
+        if reason is None:
+            await self._rooms.disconnect(code, pid)
+            log.info("away", extra={"room": code, "participant": pid})
+        else:
+            await self._rooms.leave(code, pid, reason)
+            log.info("left", extra={"room": code, "participant": pid, "reason": reason.value})
 
     # ---- outbound: room observer and media callbacks --------------------------------
 
     async def room_changed(self, room_code: str, state: RoomState, events: Sequence[Event]) -> None:
         roster = m.RosterEvent(participants=participant_views(state))
         await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(room_code))
-        for event in events:
-            if isinstance(event, ParticipantLeft) and event.reason is LeaveReason.CONNECTION_LOST:
-                await self._seat_ended_elsewhere(event.participant_id, event.reason)
 
-    async def _seat_ended_elsewhere(self, pid: ParticipantId, reason: LeaveReason) -> None:
-        """A seat ended without its socket asking (e.g. its media path died): tell it.
-
-        Seats released through the socket (leave, disconnect) are unmapped first, so this
-        only reaches connections that still believe they are seated.
-        """
-        sid = self._sid_by_participant.pop(pid, None)
-        connection = self._connections.get(sid) if sid is not None else None
-        if connection is None:
-            return
-        code = connection.room_code
-        connection.room_code = None
-        connection.participant_id = None
-        if code is not None:
-            await self.sio.leave_room(connection.sid, channel(code))
-        closed = m.ClosedEvent(
-            reason=reason.value,
-            message="Your connection to the room was lost. Reconnecting…",
-        )
-        await self.sio.emit("closed", closed.model_dump(mode="json"), to=connection.sid)
+    async def media_lost(self, room_code: str, pid: ParticipantId) -> None:
+        sid = self._sid_by_participant.get(pid)
+        if sid is not None:
+            await self.sio.emit("media_lost", m.MediaLostEvent().model_dump(mode="json"), to=sid)
 
     def slots_changed(
         self, pid: ParticipantId, slots: list[tuple[int, ParticipantId | None]]

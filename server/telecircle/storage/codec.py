@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telecircle.domain.commands import LeaveReason
-from telecircle.domain.events import Event, MediaChanged, ParticipantJoined, ParticipantLeft
+from telecircle.domain.events import (
+    Event,
+    MediaChanged,
+    ParticipantAway,
+    ParticipantBack,
+    ParticipantJoined,
+    ParticipantLeft,
+)
 from telecircle.domain.ids import ParticipantId
 
 
@@ -64,4 +71,8 @@ def decode_event(kind: str, at: float, payload: Mapping[str, Any]) -> Event:
         return MediaChanged(
             participant_id, bool(payload["audio_on"]), bool(payload["video_on"]), at
         )
+    if kind == ParticipantAway.kind:
+        return ParticipantAway(participant_id, at)
+    if kind == ParticipantBack.kind:
+        return ParticipantBack(participant_id, at)
     raise ValueError(f"unknown event kind {kind!r}")

@@ -264,8 +264,9 @@ async def record_events(
 
     In one transaction: each event gets the next ``seq``; ParticipantJoined stores the
     participant (first time only) and opens an attendance interval; ParticipantLeft
-    closes the open interval; MediaChanged is recorded only. Durable when it returns,
-    so the caller may then send the events out. Returns what was stored.
+    closes the open interval; MediaChanged, ParticipantAway and ParticipantBack are
+    recorded only (an away period is part of the seat's interval; the timeline has it).
+    Durable when it returns, so the caller may then send the events out. Returns what was stored.
 
     Raises :class:`SessionNotFound`, :class:`SessionNotOpen`, or
     :class:`InconsistentEvents` (a join while already present, a leave while absent,

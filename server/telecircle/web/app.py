@@ -51,6 +51,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_get("/", pages.index)
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/r/{code}", pages.room_page)
+    app.router.add_post("/r/{code}/leave", pages.leave_beacon)
     if settings.webclient_dist.is_dir():
         app.router.add_static("/static/", settings.webclient_dist, follow_symlinks=False)
     else:
@@ -78,7 +79,14 @@ async def _start(app: web.Application) -> None:
 
         return sfu.room(code, on_slots=signalling.slots_changed, on_path_lost=path_lost)
 
-    rooms = RoomService(database, app[CLOCK], media_for, signalling, settings.room_limit_ceiling)
+    rooms = RoomService(
+        database,
+        app[CLOCK],
+        media_for,
+        signalling,
+        settings.room_limit_ceiling,
+        settings.reconnect_grace,
+    )
     rooms_holder.append(rooms)
     app[ROOMS] = rooms
     signalling.attach_rooms(rooms)

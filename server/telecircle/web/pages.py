@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 
-from telecircle.domain.ids import RoomCode
+from telecircle.domain.ids import ParticipantId, RoomCode
 from telecircle.storage import stores
-from telecircle.web.keys import DATABASE, SETTINGS, TEMPLATES
+from telecircle.web.keys import DATABASE, ROOMS, SETTINGS, TEMPLATES
 
 ROOM_CODE_MAX = 64
 
@@ -54,6 +55,22 @@ async def room_page(request: web.Request) -> web.Response:
         participant_limit=min(room.participant_limit, settings.room_limit_ceiling),
         asset_version=asset_version(request),
     )
+
+
+async def leave_beacon(request: web.Request) -> web.Response:
+    """``POST /r/{code}/leave`` — sent by a closing page with ``navigator.sendBeacon``,
+    body ``{"participant_id": ..., "resume_token": ...}``: its seat ends at once instead
+    of being held for the reconnect window. The token is the proof; 204 either way, so
+    the endpoint tells a prober nothing."""
+    try:
+        body = json.loads(await request.text())
+        pid = str(body["participant_id"])[:64]
+        token = str(body["resume_token"])[:128]
+    except (ValueError, KeyError, TypeError):
+        raise web.HTTPBadRequest(text="Expected participant_id and resume_token.") from None
+    code = RoomCode(request.match_info["code"][:ROOM_CODE_MAX])
+    await request.app[ROOMS].leave_with_token(code, ParticipantId(pid), token)
+    return web.Response(status=204)
 
 
 async def healthz(request: web.Request) -> web.Response:
