@@ -57,6 +57,11 @@ class Connection:
             return
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
+            logger.info(
+                "media.connection_lost state=%s ice=%s",
+                self.pc.connectionState,
+                self.pc.iceConnectionState,
+            )
             on_lost()
 
     async def close(self) -> None:

@@ -67,6 +67,8 @@ MIN_DTLS_RECORD = 13
 MIN_RTP_PACKET = 12
 # Retransmissions per consent check: STUN timeouts at 0.5, 1.5 and 3.5 s.
 CONSENT_RETRANSMISSIONS = 2
+# Unanswered checks in a row needed (besides the timeout) before a path counts as dead.
+CONSENT_MIN_FAILURES = 2
 
 
 def could_be_media(data: bytes) -> bool:
@@ -126,6 +128,7 @@ class IcePolicy:
             loop = asyncio.get_running_loop()
             key = connection.remote_password.encode("utf8")
             fresh_at = loop.time()
+            failures = 0
             while not connection._closing:
                 await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))  # noqa: S311
                 for pair in list(connection._nominated.values()):
@@ -138,9 +141,13 @@ class IcePolicy:
                             retransmissions=CONSENT_RETRANSMISSIONS,
                         )
                         fresh_at = loop.time()
+                        failures = 0
                     except stun.TransactionError:
-                        pass
-                if loop.time() - fresh_at >= timeout:
+                        failures += 1
+                # Both conditions: a stalled event loop (a long pause in this process)
+                # must not count as the peer's silence, so expiry also needs checks that
+                # were actually sent and went unanswered.
+                if loop.time() - fresh_at >= timeout and failures >= CONSENT_MIN_FAILURES:
                     # As aioice does on expiry: forget the task, then close (which would
                     # otherwise cancel the task running this very code).
                     connection._query_consent_task = None

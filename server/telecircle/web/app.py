@@ -23,11 +23,21 @@ from telecircle.runtime import tune_garbage_collector
 from telecircle.services.clock import Clock, SystemClock
 from telecircle.services.ports import MediaRouting
 from telecircle.services.rooms import RoomService
+from telecircle.services.watchdog import LoopWatchdog
 from telecircle.signalling.server import SignallingServer
 from telecircle.storage import migrations
 from telecircle.storage.database import open_database
 from telecircle.web import pages
-from telecircle.web.keys import CLOCK, DATABASE, ROOMS, SETTINGS, SFU, SIGNALLING, TEMPLATES
+from telecircle.web.keys import (
+    CLOCK,
+    DATABASE,
+    ROOMS,
+    SETTINGS,
+    SFU,
+    SIGNALLING,
+    TEMPLATES,
+    WATCHDOG,
+)
 from telecircle.web.security import security_headers
 
 log = logging.getLogger(__name__)
@@ -91,6 +101,9 @@ async def _start(app: web.Application) -> None:
     app[ROOMS] = rooms
     signalling.attach_rooms(rooms)
     await rooms.recover_after_crash()
+    watchdog = LoopWatchdog()
+    watchdog.start()
+    app[WATCHDOG] = watchdog
     if settings.tune_garbage_collector:
         tune_garbage_collector()
     log.info("started")
@@ -109,6 +122,8 @@ async def _stop_clients(app: web.Application) -> None:
 
 
 async def _stop_services(app: web.Application) -> None:
+    if WATCHDOG in app:
+        await app[WATCHDOG].close()
     if SFU in app:
         await app[SFU].close()
     if DATABASE in app:

@@ -9,6 +9,7 @@ from telecircle.config import Settings
 from telecircle.media.sfu import Sfu
 from telecircle.services.clock import Clock
 from telecircle.services.rooms import RoomService
+from telecircle.services.watchdog import LoopWatchdog
 from telecircle.signalling.server import SignallingServer
 from telecircle.storage.database import Database
 
@@ -19,3 +20,4 @@ DATABASE = web.AppKey("database", Database)
 SFU = web.AppKey("sfu", Sfu)
 SIGNALLING = web.AppKey("signalling", SignallingServer)
 ROOMS = web.AppKey("rooms", RoomService)
+WATCHDOG = web.AppKey("watchdog", LoopWatchdog)
