@@ -180,27 +180,29 @@ class RoomService:
     async def disconnect(self, code: RoomCode, pid: ParticipantId) -> None:
         """The participant's connection dropped without Leave: hold the seat for the
         reconnect window, then free it unless they came back."""
-        live = self._rooms.get(code)
-        if live is None:
-            return
-        async with live.lock:
-            if not live.seated(pid):
-                return
-            events = await self._apply(live, Disconnect(pid))
-        if events:
+        applied = await self._apply_if_seated(code, pid, Disconnect(pid))
+        if applied is not None and applied[1]:
             self._tasks.spawn(self._expire_later(code, pid), "reconnect-window")
 
     async def _expire_later(self, code: RoomCode, pid: ParticipantId) -> None:
         await asyncio.sleep(self._reconnect_grace)
+        applied = await self._apply_if_seated(code, pid, ExpireAway(pid, self._reconnect_grace))
+        if applied is not None and any(isinstance(e, ParticipantLeft) for e in applied[1]):
+            await self._after_leave(applied[0], pid)
+
+    async def _apply_if_seated(
+        self, code: RoomCode, pid: ParticipantId, command: Command
+    ) -> tuple[LiveRoom, Sequence[Event]] | None:
+        """Apply ``command`` if ``pid`` is seated in the live room; None otherwise."""
         live = self._rooms.get(code)
         if live is None:
-            return
+            return None
         async with live.lock:
             if not live.seated(pid):
-                return
-            events = await self._apply(live, ExpireAway(pid, self._reconnect_grace))
-        if any(isinstance(event, ParticipantLeft) for event in events):
-            await self._after_leave(live, pid)
+                return None
+            if isinstance(command, Leave):
+                return live, await self._apply_leave(live, command)
+            return live, await self._apply(live, command)
 
     @staticmethod
     def _outcome(live: LiveRoom, pid: ParticipantId, token: str) -> JoinOutcome:
@@ -211,14 +213,9 @@ class RoomService:
 
     async def leave(self, code: RoomCode, pid: ParticipantId, reason: LeaveReason) -> None:
         """End a participant's seat and release their media. Idempotent."""
-        live = self._rooms.get(code)
-        if live is None:
-            return
-        async with live.lock:
-            if not live.seated(pid):
-                return
-            await self._apply_leave(live, Leave(pid, reason))
-        await self._after_leave(live, pid)
+        applied = await self._apply_if_seated(code, pid, Leave(pid, reason))
+        if applied is not None:
+            await self._after_leave(applied[0], pid)
 
     async def _after_leave(self, live: LiveRoom, pid: ParticipantId) -> None:
         live.resume_tokens.pop(pid, None)
@@ -354,7 +351,7 @@ class RoomService:
             await self._announce(live, new_state, events)
         return events
 
-    async def _apply_leave(self, live: LiveRoom, command: Leave) -> None:
+    async def _apply_leave(self, live: LiveRoom, command: Leave) -> Sequence[Event]:
         """Like _apply, but the leave happens even if it cannot be recorded."""
         new_state, events = decide(live.state, command, self._clock.now())
         try:
@@ -366,6 +363,7 @@ class RoomService:
             )
         self._commit(live, new_state)
         await self._announce(live, new_state, events)
+        return events
 
     @staticmethod
     def _commit(live: LiveRoom, new_state: RoomState) -> None:
