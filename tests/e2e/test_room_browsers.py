@@ -254,3 +254,25 @@ async def test_a_network_drop_comes_back_into_the_same_seat(
     after = await fay.tile_of("Gus")
     assert after is not None and after.participant_id == before.participant_id
     await fay.screenshot(artifacts_dir, "after-network-drop")
+
+
+async def test_a_dead_media_connection_is_rebuilt_in_the_same_seat(
+    server: Server, browsers: Browsers, artifacts_dir: Path
+) -> None:
+    url = server.create_room("Media drop group", limit=2)
+    (_, hal), (_, ida) = await browsers.open("Hal", GREEN), await browsers.open("Ida", RED)
+    await hal.join(url)
+    await ida.join(url)
+    await hal.wait_colour("Ida", RED)
+    before = await hal.tile_of("Ida")
+    assert before is not None
+    # Ida's publish connection dies (closed under her page's feet); her socket lives.
+    # The server notices, tells her page, and the page builds new connections on the
+    # same seat: Hal sees her video again under the same participant id.
+    await ida.page.evaluate("window.__telecircleTestPeers[0].close()")
+    await ida.wait_state("reconnecting", timeout=20)
+    await ida.wait_state("connected", timeout=30)
+    await hal.wait_colour("Ida", RED, timeout=40)
+    after = await hal.tile_of("Ida")
+    assert after is not None and after.participant_id == before.participant_id
+    await ida.wait_colour("Hal", GREEN)

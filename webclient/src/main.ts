@@ -61,8 +61,10 @@ class App {
     this.signalling.on("media_lost", () => {
       // A peer connection died while our seat and socket live: build new ones.
       if (this.inSession && this.state === "connected") {
+        // The socket still holds the seat: "resume" on it would be refused
+        // (already_joined), so only the peer connections are rebuilt.
         this.setState("reconnecting");
-        void this.enterRoom();
+        void this.enterRoom(false);
       }
     });
     // A closing page cannot wait for an ack: a beacon ends the seat at once, instead of
@@ -140,20 +142,26 @@ class App {
     await this.enterRoom();
   }
 
-  /** Take the seat and build both peer connections (first join and every rejoin). */
-  private async enterRoom(): Promise<void> {
+  /**
+   * Take the seat and build both peer connections (first join and every rejoin). With
+   * `takeSeat` false (a media path died while this socket keeps the seat) only the
+   * peer connections are built again.
+   */
+  private async enterRoom(takeSeat = true): Promise<void> {
     const attempt = ++this.attempt;
     const stale = (): boolean => attempt !== this.attempt;
     const stream = this.localStream;
     if (!stream) return;
     this.closePeers();
     try {
-      const joined = await this.takeSeat();
-      if (stale()) return;
-      this.seat = { participantId: joined.participant_id, resumeToken: joined.resume_token };
-      this.selfId = joined.participant_id;
-      this.roster = joined.participants;
-      this.render();
+      if (takeSeat || !this.seat) {
+        const joined = await this.takeSeat();
+        if (stale()) return;
+        this.seat = { participantId: joined.participant_id, resumeToken: joined.resume_token };
+        this.selfId = joined.participant_id;
+        this.roster = joined.participants;
+        this.render();
+      }
 
       const publish = new PublishConnection(stream);
       this.publish = publish;
