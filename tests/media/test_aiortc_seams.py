@@ -84,6 +84,17 @@ def test_aioice_seams_install_and_uninstall() -> None:
     assert "self._queue.put_nowait((data, component))" in inspect.getsource(
         aioice.ice.Connection.data_received
     )
+    # Incoming STUN requests reach Connection.request_received(message, addr, protocol),
+    # which authenticates them with these names (our consent hook re-checks the same way).
+    assert list(inspect.signature(aioice.ice.Connection.request_received).parameters) == [
+        "self",
+        "message",
+        "addr",
+        "protocol",
+    ]
+    request_source = inspect.getsource(aioice.ice.Connection.request_received)
+    assert 'self._valid_username(message.attributes["USERNAME"])' in request_source
+    assert 'check_message_integrity(self.local_password.encode("utf8"))' in request_source
     # The demultiplexer the filter mirrors (first-byte ranges) and the crash it prevents.
     recv_source = inspect.getsource(RTCDtlsTransport._recv_next)
     assert "first_byte = data[0]" in recv_source
@@ -93,6 +104,7 @@ def test_aioice_seams_install_and_uninstall() -> None:
     original_hosts = aioice.ice.get_host_addresses
     original_consent = aioice.ice.Connection.query_consent
     original_data_received = aioice.ice.Connection.data_received
+    original_request_received = aioice.ice.Connection.request_received
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
 
     sfu = Sfu(
@@ -114,3 +126,4 @@ def test_aioice_seams_install_and_uninstall() -> None:
     assert aioice.ice.get_host_addresses is original_hosts
     assert aioice.ice.Connection.query_consent is original_consent
     assert aioice.ice.Connection.data_received is original_data_received
+    assert aioice.ice.Connection.request_received is original_request_received

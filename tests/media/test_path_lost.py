@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aioice import stun
 
 from telecircle.media.room import MediaRoom
 from telecircle.media.settings import MediaSettings
@@ -102,6 +103,45 @@ async def test_slow_path_is_not_mistaken_for_a_dead_one(
         delay_stun(peer, 1.2)
         # Several consent timeouts (1.0 s each in this test) pass; the path must live.
         await asyncio.sleep(4.0)
+        assert events.lost == []
+        assert sfu.counts().publishers == 1
+    finally:
+        await peer.close()
+        await room.close()
+
+
+def drop_stun_responses(peer: SyntheticPeer) -> None:
+    """The peer's answers to the server's consent checks never arrive (stuck behind a
+    backlog, say), while the peer's own consent checks still do."""
+    assert peer.publish_pc is not None
+    for transceiver in peer.publish_pc.getTransceivers():
+        connection: Any = transceiver.sender.transport.transport._connection
+        for protocol in connection._protocols:
+            send_stun = protocol.send_stun
+
+            def filtered(message: Any, addr: Any, send_stun: Any = send_stun) -> None:
+                if message.message_class != stun.Class.RESPONSE:
+                    send_stun(message, addr)
+
+            protocol.send_stun = filtered
+
+
+async def test_the_peers_own_checks_keep_the_path_alive(
+    sfu: Sfu, room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
+) -> None:
+    peer = SyntheticPeer("backlogged", media_library[4])
+    try:
+        await peer.publish(room)
+        await wait_until(
+            lambda: all(
+                t.receiver.transport.state == "connected"
+                for t in room._publishers[peer.pid].connection.pc.getTransceivers()
+            )
+        )
+        drop_stun_responses(peer)
+        # An unanswered check takes 3.5 s (with retransmissions): in 9 s at least two go
+        # unanswered and many consent timeouts (1.0 s here) pass.
+        await asyncio.sleep(9.0)
         assert events.lost == []
         assert sfu.counts().publishers == 1
     finally:

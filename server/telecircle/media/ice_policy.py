@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -53,8 +54,12 @@ CONNECTION_INTERNALS = (
     "_query_consent_task",
     "remote_password",
     "build_request",
+    "local_password",
+    "_valid_username",
 )
 DATA_RECEIVED_METHOD = "data_received"
+# aioice.ice.Connection's handler of incoming STUN requests (wrapped to note consent).
+REQUEST_RECEIVED_METHOD = "request_received"
 # aiortc's demultiplexer (RTCDtlsTransport._recv_next, RFC 7983 first-byte ranges); every
 # other first byte is ignored there.
 DTLS_FIRST_BYTES = range(20, 64)
@@ -97,9 +102,15 @@ class IcePolicy:
     ) -> None:
         self._addresses = tuple(host_addresses)
         self._host_addresses = self._make_host_addresses()
-        self._consent = self._make_consent_loop(consent_interval, consent_timeout)
-        self._saved: tuple[Any, Any, Any] | None = None
+        # When each connection last got an authenticated check from its peer.
+        self._peer_checks: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._consent = self._make_consent_loop(
+            consent_interval, consent_timeout, self._peer_checks
+        )
+        self._request_hook = self._make_request_hook(self._peer_checks)
+        self._saved: tuple[Any, Any, Any, Any] | None = None
         self._data_filter: Callable[[Any, bytes, int], None] | None = None
+        self._request_handler: Callable[..., None] | None = None
 
     @property
     def installed(self) -> bool:
@@ -119,8 +130,34 @@ class IcePolicy:
         return get_host_addresses
 
     @staticmethod
+    def _make_request_hook(
+        peer_checks: weakref.WeakKeyDictionary[Any, float],
+    ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        """Wraps aioice's request handler: an authenticated binding request from the peer
+        proves the path alive as well as an answer to our own check does. Under a
+        receive backlog (a starved process) answers to our checks can come too late
+        while the peer's own checks still arrive in time."""
+
+        def hook(original: Callable[..., None]) -> Callable[..., None]:
+            def request_received(connection: Any, message: Any, *args: Any) -> None:
+                original(connection, message, *args)
+                attributes = message.attributes
+                if (
+                    not connection._closing
+                    and "USERNAME" in attributes
+                    and "MESSAGE-INTEGRITY" in attributes
+                    and connection._valid_username(attributes["USERNAME"])
+                    and message.check_message_integrity(connection.local_password.encode("utf8"))
+                ):
+                    peer_checks[connection] = asyncio.get_running_loop().time()
+
+            return request_received
+
+        return hook
+
+    @staticmethod
     def _make_consent_loop(
-        interval: float, timeout: float
+        interval: float, timeout: float, peer_checks: weakref.WeakKeyDictionary[Any, float]
     ) -> Callable[[Any], Coroutine[Any, Any, None]]:
         async def query_consent(connection: Any) -> None:
             if connection._closing or connection.remote_password is None:
@@ -147,6 +184,7 @@ class IcePolicy:
                 # Both conditions: a stalled event loop (a long pause in this process)
                 # must not count as the peer's silence, so expiry also needs checks that
                 # were actually sent and went unanswered.
+                fresh_at = max(fresh_at, peer_checks.get(connection, fresh_at))
                 if loop.time() - fresh_at >= timeout and failures >= CONSENT_MIN_FAILURES:
                     # As aioice does on expiry: forget the task, then close (which would
                     # otherwise cancel the task running this very code).
@@ -173,16 +211,19 @@ class IcePolicy:
             getattr(aioice.ice, HOST_ADDRESSES_FUNCTION),
             getattr(aioice.ice.Connection, CONSENT_METHOD),
             getattr(aioice.ice.Connection, DATA_RECEIVED_METHOD),
+            getattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD),
         )
         self._data_filter = self._make_data_filter(self._saved[2])
+        self._request_handler = self._request_hook(self._saved[3])
         setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, self._host_addresses)
         setattr(aioice.ice.Connection, CONSENT_METHOD, self._consent)
         setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, self._data_filter)
+        setattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD, self._request_handler)
 
     def uninstall(self) -> None:
         if self._saved is None:
             return
-        host_addresses, consent, data_received = self._saved
+        host_addresses, consent, data_received, request_received = self._saved
         # Only undo our own change: another policy may have been installed after us.
         if getattr(aioice.ice, HOST_ADDRESSES_FUNCTION) is self._host_addresses:
             setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, host_addresses)
@@ -190,5 +231,8 @@ class IcePolicy:
             setattr(aioice.ice.Connection, CONSENT_METHOD, consent)
         if getattr(aioice.ice.Connection, DATA_RECEIVED_METHOD) is self._data_filter:
             setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, data_received)
+        if getattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD) is self._request_handler:
+            setattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD, request_received)
         self._saved = None
         self._data_filter = None
+        self._request_handler = None
