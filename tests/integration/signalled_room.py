@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from telecircle.domain.ids import ParticipantId
 from telecircle.signalling.messages import SlotMids
+from tests.conftest import RunningServer
+from tests.media.peer import SyntheticPeer, encode_media
 from tests.signalling.client import Client
 
 
@@ -33,3 +35,16 @@ class SignalledRoom:
         ack = await self.client.call("subscribe_answer", {"sdp": answer_sdp})
         if not ack["ok"]:
             raise RuntimeError(ack["error"]["code"])
+
+
+async def join_with_media(
+    server: RunningServer, code: str, name: str, colour: int
+) -> tuple[Client, SyntheticPeer]:
+    client = await Client().connect(server.url)
+    ack = await client.call("join", {"room_code": code, "display_name": name})
+    assert ack["ok"], ack
+    peer = SyntheticPeer(ack["data"]["participant_id"], encode_media(colour, frames=10))
+    room = SignalledRoom(client)
+    await peer.publish(room)  # type: ignore[arg-type]
+    await peer.subscribe(room, 0)  # type: ignore[arg-type]
+    return client, peer

@@ -8,26 +8,12 @@ import pytest
 
 from telecircle.media.sfu import MediaCounts
 from tests.conftest import ROOMS, SFU, SIGNALLING, RunningServer
-from tests.integration.signalled_room import SignalledRoom
+from tests.integration.signalled_room import SignalledRoom, join_with_media
 from tests.media.peer import SyntheticPeer, encode_media, wait_until
-from tests.signalling.client import Client
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(240)]
 
 CYCLES = 50
-
-
-async def join_with_media(
-    server: RunningServer, code: str, name: str, colour: int
-) -> tuple[Client, SyntheticPeer]:
-    client = await Client().connect(server.url)
-    ack = await client.call("join", {"room_code": code, "display_name": name})
-    assert ack["ok"], ack
-    peer = SyntheticPeer(ack["data"]["participant_id"], encode_media(colour, frames=10))
-    room = SignalledRoom(client)
-    await peer.publish(room)  # type: ignore[arg-type]
-    await peer.subscribe(room, 0)  # type: ignore[arg-type]
-    return client, peer
 
 
 def server_footprint(server: RunningServer) -> tuple[MediaCounts, int, int]:
