@@ -26,6 +26,9 @@ def test_defaults_are_sensible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         ("TELECIRCLE_ICE_HOST_ADDRESSES", "not-an-ip", "not an IP address"),
         ("TELECIRCLE_DEFAULT_ROOM_LIMIT", "20", "room_limit_ceiling"),
         ("TELECIRCLE_MAX_MESSAGE_BYTES", "60000", "TELECIRCLE_MAX_MESSAGE_BYTES"),
+        ("TELECIRCLE_HOST", "not a host!", "TELECIRCLE_HOST"),
+        ("TELECIRCLE_DATABASE_URL", "mysql://root@localhost/x", "postgresql+asyncpg"),
+        ("TELECIRCLE_RECONNECT_GRACE", "-1", "TELECIRCLE_RECONNECT_GRACE"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(

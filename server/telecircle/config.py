@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+SUPPORTED_DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 class ConfigError(Exception):
@@ -89,6 +95,24 @@ class Settings(BaseSettings):
         True, description="Freeze start-up objects and make full GC pauses rarer."
     )
     shutdown_timeout: float = Field(10.0, gt=0, description="Seconds allowed for shutdown.")
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not HOSTNAME.fullmatch(value):
+                raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(SUPPORTED_DATABASE_SCHEMES):
+            schemes = " or ".join(f"{s}..." for s in SUPPORTED_DATABASE_SCHEMES)
+            raise ValueError(f"use {schemes} (or leave empty for SQLite in the data folder)")
+        return value
 
     @field_validator("ice_host_addresses", mode="before")
     @classmethod
