@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,6 @@ from telecircle.domain.events import Event
 from telecircle.domain.ids import RoomCode, new_room_code
 from telecircle.domain.model import RoomState
 from telecircle.media.sfu import MediaSettings, Sfu
-from telecircle.services.clock import SystemClock
 from telecircle.services.ports import MediaRouting
 from telecircle.services.rooms import RoomService
 from telecircle.storage import migrations, stores
@@ -55,8 +56,23 @@ class Harness:
         return RoomCode(record.code)
 
 
+@dataclass
+class SteerableClock:
+    """A wall clock the test can step (backwards too), as NTP may."""
+
+    offset: float = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+def clock() -> SteerableClock:
+    return SteerableClock()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, clock: SteerableClock) -> AsyncIterator[Harness]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
     await migrations.upgrade(url)
     db = await open_database(url)
@@ -67,9 +83,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     def media_for(code: RoomCode) -> MediaRouting:
         return sfu.room(code, on_slots=lambda *a: None, on_path_lost=lambda *a: None)
 
-    rooms = RoomService(
-        db, SystemClock(), media_for, observer, limit_ceiling=12, reconnect_grace=60
-    )
+    rooms = RoomService(db, clock, media_for, observer, limit_ceiling=12, reconnect_grace=0.3)
     yield Harness(db, sfu, observer, rooms)
     await rooms.close()
     await sfu.close()
@@ -142,3 +156,50 @@ async def test_away_and_back_are_on_the_timeline(harness: Harness) -> None:
         "ParticipantAway",
         "ParticipantBack",
     ]
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_wall_clock_step_back_does_not_strand_a_held_seat(
+    harness: Harness, clock: SteerableClock
+) -> None:
+    code = await harness.room()
+    await harness.rooms.join(code, "A")
+    away = await harness.rooms.join(code, "B")
+    await harness.rooms.disconnect(code, away.participant.id)
+    clock.offset = -5.0  # the wall clock steps back: the window looks far from over
+    await asyncio.sleep(0.6)  # the first expiry check has come and found nothing to do
+    live = harness.rooms.live_room(code)
+    assert live is not None and live.state.find(away.participant.id) is not None
+    clock.offset = 0.0
+    await wait_for(lambda: live.state.find(away.participant.id) is None)
+
+
+async def test_a_reconnect_window_ends_even_if_it_cannot_be_recorded(harness: Harness) -> None:
+    code = await harness.room()
+    await harness.rooms.join(code, "A")
+    away = await harness.rooms.join(code, "B")
+    await harness.rooms.disconnect(code, away.participant.id)
+    async with harness.db.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE events"))
+    live = harness.rooms.live_room(code)
+    assert live is not None
+    await wait_for(lambda: live.state.find(away.participant.id) is None)
+
+
+async def test_coming_back_cancels_the_window_timer(harness: Harness) -> None:
+    code = await harness.room()
+    await harness.rooms.join(code, "A")
+    back = await harness.rooms.join(code, "B")
+    pid = back.participant.id
+    await harness.rooms.disconnect(code, pid)
+    await harness.rooms.resume(code, pid, back.resume_token)
+    live = harness.rooms.live_room(code)
+    assert live is not None and pid not in live.away_timers
+    await asyncio.sleep(0.6)  # well past the 0.3 s window
+    participant = live.state.find(pid)
+    assert participant is not None and not participant.away

@@ -351,3 +351,63 @@ async def test_silent_dead_connection_frees_the_seat(tmp_path) -> None:
     finally:
         await watcher.close()
         await server.runner.cleanup()
+
+
+async def test_a_late_disconnect_of_the_old_socket_does_not_end_a_resumed_seat(
+    tmp_path,
+) -> None:
+    """The old socket's disconnect waits behind its own slow request while the seat is
+    resumed from a new socket; when it finally runs, the seat must stay."""
+    from tests.conftest import SIGNALLING, start_server
+
+    server = await start_server(tmp_path, reconnect_grace=0.3)
+    watcher, old, new = Client(), Client(), Client()
+    try:
+        code = await server.create_room()
+        for client in (watcher, old, new):
+            await client.connect(server.url)
+        await watcher.call("join", {"room_code": code, "display_name": "W"})
+        ack = await old.call("join", {"room_code": code, "display_name": "O"})
+        pid = ack["data"]["participant_id"]
+        signalling = server.app[SIGNALLING]
+        old_connection = next(
+            c for c in signalling._connections.values() if c.participant_id == pid
+        )
+        await old_connection.lock.acquire()  # as if a slow publish were in progress
+        await old.sio.eio.disconnect(abort=True)
+        for _ in range(100):
+            if old_connection.sid not in signalling._connections:
+                break
+            await asyncio.sleep(0.02)
+        resume = {
+            "room_code": code,
+            "participant_id": pid,
+            "resume_token": ack["data"]["resume_token"],
+        }
+        assert (await new.call("resume", resume))["ok"]
+        old_connection.lock.release()  # the old socket's disconnect now runs
+        await asyncio.sleep(0.8)  # past the reconnect window, had it been started
+        assert connected_flags(watcher) == {p: True for p in connected_flags(watcher)}, (
+            "nobody is shown reconnecting"
+        )
+        assert pid in roster_ids(watcher)
+        assert (await new.call("set_media", {"audio_on": False}))["ok"]
+    finally:
+        for client in (watcher, new):
+            await client.close()
+        await server.runner.cleanup()
+
+
+async def test_an_abusive_connection_loses_its_seat_for_good(
+    server: RunningServer, clients
+) -> None:
+    code = await server.create_room()
+    watcher, abuser = await clients(), await clients()
+    await watcher.call("join", {"room_code": code, "display_name": "W"})
+    await abuser.call("join", {"room_code": code, "display_name": "A"})
+    await watcher.wait_for(lambda: len(roster_ids(watcher)) == 2)
+    for _ in range(server.settings.malformed_message_limit):
+        await abuser.call("bogus", {})
+    # Removed at once: no reconnect window, nobody shown "reconnecting".
+    await watcher.wait_for(lambda: len(roster_ids(watcher)) == 1, timeout=10)
+    assert all(connected_flags(watcher).values())

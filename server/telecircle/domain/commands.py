@@ -12,6 +12,7 @@ class LeaveReason(enum.Enum):
     LEFT = "left"
     CONNECTION_LOST = "connection_lost"  # away for longer than the reconnect window
     SERVER_SHUTDOWN = "server_shutdown"
+    REMOVED = "removed"  # the server removed the participant (e.g. an abusive connection)
 
 
 @dataclass(frozen=True, slots=True)

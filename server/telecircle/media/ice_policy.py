@@ -133,17 +133,23 @@ class IcePolicy:
     def _make_request_hook(
         peer_checks: weakref.WeakKeyDictionary[Any, float],
     ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-        """Wraps aioice's request handler: an authenticated binding request from the peer
-        proves the path alive as well as an answer to our own check does. Under a
-        receive backlog (a starved process) answers to our checks can come too late
-        while the peer's own checks still arrive in time."""
+        """Wraps aioice's request handler: an authenticated binding request from the peer,
+        on the nominated pair (same address, same socket), proves the path alive as well
+        as an answer to our own check does. Under a receive backlog (a starved process)
+        answers to our checks can come too late while the peer's own checks still arrive
+        in time."""
 
         def hook(original: Callable[..., None]) -> Callable[..., None]:
-            def request_received(connection: Any, message: Any, *args: Any) -> None:
-                original(connection, message, *args)
+            def request_received(connection: Any, message: Any, addr: Any, protocol: Any) -> None:
+                original(connection, message, addr, protocol)
                 attributes = message.attributes
+                on_path = any(
+                    pair.remote_addr == addr and pair.protocol is protocol
+                    for pair in connection._nominated.values()
+                )
                 if (
-                    not connection._closing
+                    on_path
+                    and not connection._closing
                     and "USERNAME" in attributes
                     and "MESSAGE-INTEGRITY" in attributes
                     and connection._valid_username(attributes["USERNAME"])

@@ -71,6 +71,9 @@ class JoinOutcome:
 
 MediaFactory = Callable[[RoomCode], MediaRouting]
 
+# Shortest wait before checking an unexpired reconnect window again.
+MIN_EXPIRY_RETRY = 1.0
+
 
 @dataclass(eq=False)
 class LiveRoom:
@@ -82,7 +85,14 @@ class LiveRoom:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     media_locks: dict[ParticipantId, asyncio.Lock] = field(default_factory=dict)
     resume_tokens: dict[ParticipantId, str] = field(default_factory=dict)
+    # One reconnect-window timer per away participant (cancelled when they come back).
+    away_timers: dict[ParticipantId, asyncio.Task[None]] = field(default_factory=dict)
     closed: bool = False
+
+    def cancel_away_timer(self, pid: ParticipantId) -> None:
+        timer = self.away_timers.pop(pid, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
 
     @property
     def code(self) -> RoomCode:
@@ -155,6 +165,8 @@ class RoomService:
         Raises SeatExpired when the seat is gone or the token does not match; the caller
         then joins afresh.
         """
+        if self._closing:
+            raise ServiceClosed("The server is shutting down. Please try again shortly.")
         live = self._rooms.get(code)
         if live is None:
             raise SeatExpired("Your seat has been released. Joining again.")
@@ -165,6 +177,7 @@ class RoomService:
             if not hmac.compare_digest(expected.encode(), token.encode()):
                 raise SeatExpired("Your seat has been released. Joining again.")
             await self._apply(live, Resume(pid))
+            live.cancel_away_timer(pid)
             return self._outcome(live, pid, expected)
 
     async def leave_with_token(self, code: RoomCode, pid: ParticipantId, token: str) -> bool:
@@ -181,14 +194,35 @@ class RoomService:
         """The participant's connection dropped without Leave: hold the seat for the
         reconnect window, then free it unless they came back."""
         applied = await self._apply_if_seated(code, pid, Disconnect(pid))
-        if applied is not None and applied[1]:
-            self._tasks.spawn(self._expire_later(code, pid), "reconnect-window")
+        if applied is None or not applied[1]:
+            return
+        live = applied[0]
+        live.cancel_away_timer(pid)
+        timer = self._tasks.spawn(self._expire_later(code, pid), "reconnect-window")
+        if timer is not None:
+            live.away_timers[pid] = timer
 
     async def _expire_later(self, code: RoomCode, pid: ParticipantId) -> None:
-        await asyncio.sleep(self._reconnect_grace)
-        applied = await self._apply_if_seated(code, pid, ExpireAway(pid, self._reconnect_grace))
-        if applied is not None and any(isinstance(e, ParticipantLeft) for e in applied[1]):
-            await self._after_leave(applied[0], pid)
+        """Free the seat once the reconnect window has passed, unless they came back.
+
+        The window is measured by the service clock (as the rules see it); if that clock
+        lags the event loop's (a wall-clock step back), wait for the rest and try again.
+        """
+        grace = self._reconnect_grace
+        delay = grace
+        while True:
+            await asyncio.sleep(delay)
+            applied = await self._apply_if_seated(code, pid, ExpireAway(pid, grace))
+            if applied is None:
+                return
+            live, events = applied
+            if any(isinstance(e, ParticipantLeft) for e in events):
+                await self._after_leave(live, pid)
+                return
+            participant = live.state.find(pid)
+            if participant is None or participant.away_since is None:
+                return
+            delay = max(MIN_EXPIRY_RETRY, grace - (self._clock.now() - participant.away_since))
 
     async def _apply_if_seated(
         self, code: RoomCode, pid: ParticipantId, command: Command
@@ -200,8 +234,8 @@ class RoomService:
         async with live.lock:
             if not live.seated(pid):
                 return None
-            if isinstance(command, Leave):
-                return live, await self._apply_leave(live, command)
+            if isinstance(command, Leave | Disconnect | ExpireAway):
+                return live, await self._apply_even_unrecorded(live, command)
             return live, await self._apply(live, command)
 
     @staticmethod
@@ -219,6 +253,7 @@ class RoomService:
 
     async def _after_leave(self, live: LiveRoom, pid: ParticipantId) -> None:
         live.resume_tokens.pop(pid, None)
+        live.cancel_away_timer(pid)
         await self._release_media(live, pid)
         async with live.lock:
             if not live.closed and not live.state.participants:
@@ -313,7 +348,7 @@ class RoomService:
                     if live.closed:
                         continue
                     for participant in live.state.participants:
-                        await self._apply_leave(
+                        await self._apply_even_unrecorded(
                             live, Leave(participant.id, LeaveReason.SERVER_SHUTDOWN)
                         )
                     await self._close_room(live)
@@ -351,14 +386,19 @@ class RoomService:
             await self._announce(live, new_state, events)
         return events
 
-    async def _apply_leave(self, live: LiveRoom, command: Leave) -> Sequence[Event]:
-        """Like _apply, but the leave happens even if it cannot be recorded."""
+    async def _apply_even_unrecorded(
+        self, live: LiveRoom, command: Leave | Disconnect | ExpireAway
+    ) -> Sequence[Event]:
+        """Like _apply, for facts rather than requests (someone left, a connection
+        dropped, a window ran out): they happen even if they cannot be recorded."""
         new_state, events = decide(live.state, command, self._clock.now())
+        if not events:
+            return events
         try:
             await stores.record_events(self._db, live.state.session_id, events)
         except Exception:
             log.exception(
-                "leave not recorded",
+                "change not recorded",
                 extra={"room": live.code, "participant": command.participant_id},
             )
         self._commit(live, new_state)

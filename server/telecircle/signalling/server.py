@@ -118,8 +118,9 @@ class SignallingServer:
         return True
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        """A socket closed. A client that closed it on purpose (the page closed or
-        navigated away) has left; any other drop holds the seat for the reconnect window."""
+        """A socket closed. A client that said goodbye at the socket.io level (a
+        ``disconnect()`` call) has left; any other drop — including a closing page, whose
+        own leave beacon ends the seat — holds the seat for the reconnect window."""
         connection = self._connections.pop(ConnectionId(sid), None)
         if connection is None:
             return
@@ -193,7 +194,15 @@ class SignallingServer:
     async def _drop(self, connection: Connection, reason: str) -> None:
         log.warning("closing abusive connection", extra={"sid": connection.sid, "reason": reason})
         # Disconnect after this ack is sent: the client learns why before the socket goes.
-        self._tasks.spawn(self._disconnect_after_ack(connection.sid), "drop")
+        self._tasks.spawn(self._remove_and_disconnect(connection), "drop")
+
+    async def _remove_and_disconnect(self, connection: Connection) -> None:
+        """An abusive connection loses its seat for good (no reconnect window), then
+        its socket, once the ack that says why has gone out."""
+        await asyncio.sleep(0.05)
+        async with connection.lock:
+            await self._release_seat(connection, LeaveReason.REMOVED)
+        await self.sio.disconnect(connection.sid)
 
     async def _disconnect_after_ack(self, sid: ConnectionId) -> None:
         await asyncio.sleep(0.05)
@@ -290,9 +299,13 @@ class SignallingServer:
             return
         connection.room_code = None
         connection.participant_id = None
-        if self._sid_by_participant.get(pid) == connection.sid:
-            del self._sid_by_participant[pid]
         await self.sio.leave_room(connection.sid, channel(code))
+        holder = self._sid_by_participant.get(pid)
+        if holder != connection.sid:
+            # The seat was taken back from another connection meanwhile (a resume that
+            # won the race with this socket's own disconnect): it is not ours to end.
+            return
+        del self._sid_by_participant[pid]
         if reason is None:
             await self._rooms.disconnect(code, pid)
             log.info("away", extra={"room": code, "participant": pid})
