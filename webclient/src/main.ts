@@ -34,6 +34,14 @@ class App {
   private inSession = false;
   /** Our seat, kept to come back into it after a dropped connection (resume). */
   private seat: { participantId: string; resumeToken: string } | null = null;
+  /** How long the server holds our seat after a drop (from the join result). */
+  private reconnectGraceMs = 60_000;
+  /** Gives up reconnecting once the seat can no longer be held for us. */
+  private reconnectDeadline: number | undefined;
+  /** A peer connection died while we were still (re)building: rebuild once connected. */
+  private mediaLostPending = false;
+  /** The page is being closed: take no seat any more. */
+  private leaving = false;
 
   start(): void {
     this.view.joinForm.addEventListener("submit", (event) => {
@@ -58,18 +66,13 @@ class App {
       this.endSession(false);
       this.setState("error", event.message);
     });
-    this.signalling.on("media_lost", () => {
-      // A peer connection died while our seat and socket live: build new ones.
-      if (this.inSession && this.state === "connected") {
-        // The socket still holds the seat: "resume" on it would be refused
-        // (already_joined), so only the peer connections are rebuilt.
-        this.setState("reconnecting");
-        void this.enterRoom(false);
-      }
-    });
+    this.signalling.on("media_lost", () => this.onMediaLost());
     // A closing page cannot wait for an ack: a beacon ends the seat at once, instead of
-    // the others seeing "reconnecting" for the whole reconnect window.
-    window.addEventListener("pagehide", () => this.sendLeaveBeacon());
+    // the others seeing "reconnecting" for the whole reconnect window. A page kept in
+    // the back/forward cache (persisted) is not closing.
+    window.addEventListener("pagehide", (event) => {
+      if (!event.persisted) this.pageClosing();
+    });
     this.signalling.onDisconnect((_reason, willReconnect) => this.onDisconnect(willReconnect));
     this.signalling.onConnect(() => {
       if (this.inSession && this.state === "reconnecting") void this.enterRoom();
@@ -151,13 +154,14 @@ class App {
     const attempt = ++this.attempt;
     const stale = (): boolean => attempt !== this.attempt;
     const stream = this.localStream;
-    if (!stream) return;
+    if (!stream || this.leaving) return;
     this.closePeers();
     try {
       if (takeSeat || !this.seat) {
         const joined = await this.takeSeat();
         if (stale()) return;
         this.seat = { participantId: joined.participant_id, resumeToken: joined.resume_token };
+      this.reconnectGraceMs = joined.reconnect_grace_seconds * 1000;
         this.selfId = joined.participant_id;
         this.roster = joined.participants;
         this.render();
@@ -165,6 +169,7 @@ class App {
 
       const publish = new PublishConnection(stream);
       this.publish = publish;
+      this.watchConnection(publish.pc);
       const offer = await publish.createOffer();
       if (stale()) return;
       const answer = await this.signalling.request("publish", { sdp: offer });
@@ -173,6 +178,7 @@ class App {
 
       const subscribe = new SubscribeConnection();
       this.subscribe = subscribe;
+      this.watchConnection(subscribe.pc);
       const subscribeOffer = await this.signalling.request("subscribe", {});
       if (stale()) return;
       const subscribeAnswer = await subscribe.answer(subscribeOffer);
@@ -181,7 +187,12 @@ class App {
       if (stale()) return;
 
       this.setState("connected");
+      this.stopReconnectDeadline();
       this.render();
+      if (this.mediaLostPending) {
+        this.onMediaLost();
+        return;
+      }
       // A rejoin takes a fresh seat: carry over what the user had switched off.
       if (!this.micOn || !this.cameraOn) {
         await this.signalling.request("set_media", { audio_on: this.micOn, video_on: this.cameraOn });
@@ -217,6 +228,52 @@ class App {
     });
   }
 
+  /** A peer connection died while our seat and socket live: build new ones. */
+  private onMediaLost(): void {
+    if (!this.inSession) return;
+    if (this.state !== "connected") {
+      this.mediaLostPending = true; // still (re)building: do it again once connected
+      return;
+    }
+    this.mediaLostPending = false;
+    // The socket still holds the seat: "resume" on it would be refused
+    // (already_joined), so only the peer connections are rebuilt.
+    this.setState("reconnecting");
+    void this.enterRoom(false);
+  }
+
+  /** The browser's own verdict on a connection counts too (the server may not tell). */
+  private watchConnection(pc: RTCPeerConnection): void {
+    pc.addEventListener("connectionstatechange", () => {
+      const current = pc === this.publish?.pc || pc === this.subscribe?.pc;
+      if (current && pc.connectionState === "failed") this.onMediaLost();
+    });
+  }
+
+  private pageClosing(): void {
+    this.sendLeaveBeacon();
+    this.leaving = true;
+    this.inSession = false;
+    this.signalling.disconnect();
+  }
+
+  private startReconnectDeadline(): void {
+    if (this.reconnectDeadline !== undefined) return;
+    // Past the server's hold on our seat (plus a margin) there is nothing to resume.
+    this.reconnectDeadline = window.setTimeout(() => {
+      this.reconnectDeadline = undefined;
+      if (this.state !== "reconnecting") return;
+      this.seat = null;
+      this.endSession(false);
+      this.setState("error", "The connection to the room was lost. Check your network and try again.");
+    }, this.reconnectGraceMs + 15_000);
+  }
+
+  private stopReconnectDeadline(): void {
+    if (this.reconnectDeadline !== undefined) window.clearTimeout(this.reconnectDeadline);
+    this.reconnectDeadline = undefined;
+  }
+
   private sendLeaveBeacon(): void {
     if (!this.seat || !this.inSession) return;
     const body = JSON.stringify({
@@ -234,6 +291,7 @@ class App {
       this.attempt++;
       this.closePeers();
       this.setState("reconnecting");
+      this.startReconnectDeadline();
       this.render();
     } else {
       this.endSession(false);
@@ -287,6 +345,8 @@ class App {
   /** Close both connections and the socket; with `stopMedia`, release camera and mic. */
   private endSession(stopMedia: boolean): void {
     this.inSession = false;
+    this.mediaLostPending = false;
+    this.stopReconnectDeadline();
     this.attempt++;
     this.closePeers();
     this.signalling.disconnect();

@@ -83,6 +83,8 @@ class JoinResult(Message):
     participant_id: str
     # Keep it to come back into the same seat from a new connection (see "resume").
     resume_token: str
+    # How long the seat is held after a dropped connection; later, join afresh.
+    reconnect_grace_seconds: float
     room_name: str
     participant_limit: int
     participants: list[ParticipantView]

@@ -270,6 +270,7 @@ class SignallingServer:
             m.JoinResult(
                 participant_id=pid,
                 resume_token=outcome.resume_token,
+                reconnect_grace_seconds=self._settings.reconnect_grace,
                 room_name=outcome.room.name,
                 participant_limit=outcome.state.participant_limit,
                 participants=participant_views(outcome.state),
