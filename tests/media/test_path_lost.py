@@ -21,13 +21,25 @@ def media_settings() -> MediaSettings:
     return MediaSettings(ice_consent_interval=0.3, ice_consent_timeout=1.0)
 
 
+def peer_protocols(peer: SyntheticPeer) -> list[Any]:
+    """The aioice UDP protocols (sockets) under the peer's publish connection."""
+    assert peer.publish_pc is not None
+    return [
+        protocol
+        for transceiver in peer.publish_pc.getTransceivers()
+        for protocol in transceiver.sender.transport.transport._connection._protocols
+    ]
+
+
+def publish_connected(room: MediaRoom, peer: SyntheticPeer) -> bool:
+    pc = room._publishers[peer.pid].connection.pc
+    return all(t.receiver.transport.state == "connected" for t in pc.getTransceivers())
+
+
 def cut_network(peer: SyntheticPeer) -> None:
     """Close the peer's UDP sockets without any goodbye, as a vanished client would."""
-    assert peer.publish_pc is not None
-    for transceiver in peer.publish_pc.getTransceivers():
-        connection: Any = transceiver.sender.transport.transport._connection
-        for protocol in connection._protocols:
-            protocol.transport.close()
+    for protocol in peer_protocols(peer):
+        protocol.transport.close()
 
 
 async def test_dead_publish_path_is_reported(
@@ -71,20 +83,17 @@ async def test_removed_connections_are_not_reported_lost(
 def delay_stun(peer: SyntheticPeer, delay: float) -> None:
     """Make the peer answer STUN (consent checks) ``delay`` seconds late, as a congested
     link with a long round trip would; media packets pass untouched."""
-    assert peer.publish_pc is not None
     loop = asyncio.get_running_loop()
-    for transceiver in peer.publish_pc.getTransceivers():
-        connection: Any = transceiver.sender.transport.transport._connection
-        for protocol in connection._protocols:
-            deliver = protocol.datagram_received
+    for protocol in peer_protocols(peer):
+        deliver = protocol.datagram_received
 
-            def late(data: bytes, addr: Any, deliver: Any = deliver) -> None:
-                if data[:1] in (b"\x00", b"\x01"):  # STUN
-                    loop.call_later(delay, deliver, data, addr)
-                else:
-                    deliver(data, addr)
+        def late(data: bytes, addr: Any, deliver: Any = deliver) -> None:
+            if data[:1] in (b"\x00", b"\x01"):  # STUN
+                loop.call_later(delay, deliver, data, addr)
+            else:
+                deliver(data, addr)
 
-            protocol.datagram_received = late
+        protocol.datagram_received = late
 
 
 async def test_slow_path_is_not_mistaken_for_a_dead_one(
@@ -94,12 +103,7 @@ async def test_slow_path_is_not_mistaken_for_a_dead_one(
     peer = SyntheticPeer("slow", media_library[5])
     try:
         await peer.publish(room)
-        await wait_until(
-            lambda: all(
-                t.receiver.transport.state == "connected"
-                for t in room._publishers[peer.pid].connection.pc.getTransceivers()
-            )
-        )
+        await wait_until(lambda: publish_connected(room, peer))
         delay_stun(peer, 1.2)
         # Several consent timeouts (1.0 s each in this test) pass; the path must live.
         await asyncio.sleep(4.0)
@@ -113,17 +117,14 @@ async def test_slow_path_is_not_mistaken_for_a_dead_one(
 def drop_stun_responses(peer: SyntheticPeer) -> None:
     """The peer's answers to the server's consent checks never arrive (stuck behind a
     backlog, say), while the peer's own consent checks still do."""
-    assert peer.publish_pc is not None
-    for transceiver in peer.publish_pc.getTransceivers():
-        connection: Any = transceiver.sender.transport.transport._connection
-        for protocol in connection._protocols:
-            send_stun = protocol.send_stun
+    for protocol in peer_protocols(peer):
+        send_stun = protocol.send_stun
 
-            def filtered(message: Any, addr: Any, send_stun: Any = send_stun) -> None:
-                if message.message_class != stun.Class.RESPONSE:
-                    send_stun(message, addr)
+        def filtered(message: Any, addr: Any, send_stun: Any = send_stun) -> None:
+            if message.message_class != stun.Class.RESPONSE:
+                send_stun(message, addr)
 
-            protocol.send_stun = filtered
+        protocol.send_stun = filtered
 
 
 async def test_the_peers_own_checks_keep_the_path_alive(
@@ -132,12 +133,7 @@ async def test_the_peers_own_checks_keep_the_path_alive(
     peer = SyntheticPeer("backlogged", media_library[4])
     try:
         await peer.publish(room)
-        await wait_until(
-            lambda: all(
-                t.receiver.transport.state == "connected"
-                for t in room._publishers[peer.pid].connection.pc.getTransceivers()
-            )
-        )
+        await wait_until(lambda: publish_connected(room, peer))
         drop_stun_responses(peer)
         # An unanswered check takes 3.5 s (with retransmissions): in 9 s at least two go
         # unanswered and many consent timeouts (1.0 s here) pass.
