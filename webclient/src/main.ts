@@ -156,6 +156,8 @@ class App {
     const stream = this.localStream;
     if (!stream || this.leaving) return;
     this.closePeers();
+    // New connections are built from here on: a loss reported before now is moot.
+    this.mediaLostPending = false;
     try {
       if (takeSeat || !this.seat) {
         const joined = await this.takeSeat();
