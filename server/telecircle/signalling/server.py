@@ -199,12 +199,12 @@ class SignallingServer:
     async def _remove_and_disconnect(self, connection: Connection) -> None:
         """An abusive connection loses its seat for good (no reconnect window), then
         its socket, once the ack that says why has gone out."""
-        await asyncio.sleep(0.05)
         async with connection.lock:
             await self._release_seat(connection, LeaveReason.REMOVED)
-        await self.sio.disconnect(connection.sid)
+        await self._disconnect_after_ack(connection.sid)
 
     async def _disconnect_after_ack(self, sid: ConnectionId) -> None:
+        # Give the ack (or event) that says why a moment to go out before the socket does.
         await asyncio.sleep(0.05)
         await self.sio.disconnect(sid)
 
@@ -282,11 +282,7 @@ class SignallingServer:
         old = self._connections.get(sid)
         if old is None:
             return
-        code = old.room_code
-        old.room_code = None
-        old.participant_id = None
-        if code is not None:
-            await self.sio.leave_room(sid, channel(code))
+        await self._unmap(old)
         closed = m.ClosedEvent(
             reason="seat_moved", message="You joined this room from another window or device."
         )
@@ -295,12 +291,10 @@ class SignallingServer:
 
     async def _release_seat(self, connection: Connection, reason: LeaveReason | None) -> None:
         """Unmap the connection's seat and end it (``reason``) or hold it (None: away)."""
-        code, pid = connection.room_code, connection.participant_id
-        if code is None or pid is None or self._rooms is None:
+        seat = await self._unmap(connection)
+        if seat is None or self._rooms is None:
             return
-        connection.room_code = None
-        connection.participant_id = None
-        await self.sio.leave_room(connection.sid, channel(code))
+        code, pid = seat
         holder = self._sid_by_participant.get(pid)
         if holder != connection.sid:
             # The seat was taken back from another connection meanwhile (a resume that
@@ -313,6 +307,16 @@ class SignallingServer:
         else:
             await self._rooms.leave(code, pid, reason)
             log.info("left", extra={"room": code, "participant": pid, "reason": reason.value})
+
+    async def _unmap(self, connection: Connection) -> tuple[RoomCode, ParticipantId] | None:
+        """Detach the connection from its seat and its room's channel; returns the seat."""
+        code, pid = connection.room_code, connection.participant_id
+        connection.room_code = None
+        connection.participant_id = None
+        if code is None:
+            return None
+        await self.sio.leave_room(connection.sid, channel(code))
+        return None if pid is None else (code, pid)
 
     # ---- outbound: room observer and media callbacks --------------------------------
 

@@ -81,11 +81,10 @@ async def _start(app: web.Application) -> None:
     sfu.install()
     app[SFU] = sfu
     signalling = app[SIGNALLING]
-    rooms_holder: list[RoomService] = []
 
     def media_for(code: RoomCode) -> MediaRouting:
         def path_lost(pid: ParticipantId) -> None:
-            rooms_holder[0].media_path_lost(code, pid)
+            app[ROOMS].media_path_lost(code, pid)
 
         return sfu.room(code, on_slots=signalling.slots_changed, on_path_lost=path_lost)
 
@@ -97,7 +96,6 @@ async def _start(app: web.Application) -> None:
         settings.room_limit_ceiling,
         settings.reconnect_grace,
     )
-    rooms_holder.append(rooms)
     app[ROOMS] = rooms
     signalling.attach_rooms(rooms)
     await rooms.recover_after_crash()
