@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -96,22 +97,34 @@ def delay_stun(peer: SyntheticPeer, delay: float) -> None:
         protocol.datagram_received = late
 
 
-async def test_slow_path_is_not_mistaken_for_a_dead_one(
-    sfu: Sfu, room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
+async def assert_path_survives(
+    sfu: Sfu,
+    room: MediaRoom,
+    events: RoomEvents,
+    peer: SyntheticPeer,
+    fault: Callable[[SyntheticPeer], None],
+    seconds: float,
 ) -> None:
-    """Consent answers arriving 1.2 s late (beyond aioice's 0.5 s per check) keep the path."""
-    peer = SyntheticPeer("slow", media_library[5])
+    """Publish, apply ``fault`` to the peer's network, wait ``seconds``: no path lost."""
     try:
         await peer.publish(room)
         await wait_until(lambda: publish_connected(room, peer))
-        delay_stun(peer, 1.2)
-        # Several consent timeouts (1.0 s each in this test) pass; the path must live.
-        await asyncio.sleep(4.0)
+        fault(peer)
+        await asyncio.sleep(seconds)
         assert events.lost == []
         assert sfu.counts().publishers == 1
     finally:
         await peer.close()
         await room.close()
+
+
+async def test_slow_path_is_not_mistaken_for_a_dead_one(
+    sfu: Sfu, room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
+) -> None:
+    """Consent answers arriving 1.2 s late (beyond aioice's 0.5 s per check) keep the path."""
+    # Several consent timeouts (1.0 s each in this test) pass in 4 s; the path must live.
+    peer = SyntheticPeer("slow", media_library[5])
+    await assert_path_survives(sfu, room, events, peer, lambda p: delay_stun(p, 1.2), 4.0)
 
 
 def drop_stun_responses(peer: SyntheticPeer) -> None:
@@ -130,16 +143,7 @@ def drop_stun_responses(peer: SyntheticPeer) -> None:
 async def test_the_peers_own_checks_keep_the_path_alive(
     sfu: Sfu, room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
 ) -> None:
+    # An unanswered check takes 3.5 s (with retransmissions): in 9 s at least two go
+    # unanswered and many consent timeouts (1.0 s here) pass.
     peer = SyntheticPeer("backlogged", media_library[4])
-    try:
-        await peer.publish(room)
-        await wait_until(lambda: publish_connected(room, peer))
-        drop_stun_responses(peer)
-        # An unanswered check takes 3.5 s (with retransmissions): in 9 s at least two go
-        # unanswered and many consent timeouts (1.0 s here) pass.
-        await asyncio.sleep(9.0)
-        assert events.lost == []
-        assert sfu.counts().publishers == 1
-    finally:
-        await peer.close()
-        await room.close()
+    await assert_path_survives(sfu, room, events, peer, drop_stun_responses, 9.0)
