@@ -96,6 +96,59 @@ class Settings(BaseSettings):
     )
     shutdown_timeout: float = Field(10.0, gt=0, description="Seconds allowed for shutdown.")
 
+    # ---- access: accounts, sign-in, links, invites -------------------------------------
+    server_key_file: Path = Field(
+        Path(""),
+        description="File holding the server's secret key (created on first run, owner-only "
+        "permissions; keep it out of database backups). Defaults to DATA_DIR/server.key.",
+    )
+    login_idle_timeout: float = Field(
+        1800.0, ge=60, description="Seconds of inactivity after which a clinician is signed out."
+    )
+    login_max_age: float = Field(
+        43200.0, ge=300, description="Longest a sign-in lasts, active or not (seconds)."
+    )
+    login_attempts_per_window: int = Field(
+        5, ge=1, description="Failed sign-ins allowed per address and per account per window."
+    )
+    login_window: float = Field(
+        900.0, gt=0, description="Window (seconds) over which failed sign-ins are counted."
+    )
+    invite_redemptions_per_window: int = Field(
+        20, ge=1, description="Invite link openings allowed per address per window."
+    )
+    invite_window: float = Field(
+        600.0, gt=0, description="Window (seconds) over which invite openings are counted."
+    )
+    setup_link_ttl: float = Field(
+        3600.0, gt=0, description="Seconds the first-run setup link stays valid."
+    )
+    account_link_ttl: float = Field(
+        259200.0, gt=0, description="Seconds a set-password link for a clinician stays valid."
+    )
+    invite_grace: float = Field(
+        3600.0,
+        ge=0,
+        description="Seconds an invite stays valid after its session's planned end.",
+    )
+    invite_default_ttl: float = Field(
+        86400.0, gt=0, description="Lifetime of an invite made without a scheduled session."
+    )
+    password_min_length: int = Field(12, ge=8, le=128, description="Shortest password allowed.")
+    lobby_limit: int = Field(
+        20, ge=1, le=100, description="Most people waiting in one room's lobby at once."
+    )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed "
+        "(comma-separated in the environment). Empty: the TCP peer is the client.",
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Mark cookies Secure. Set it when clients reach the server over HTTPS "
+        "(also when TLS ends at a reverse proxy).",
+    )
+
     @field_validator("host")
     @classmethod
     def _check_host(cls, value: str) -> str:
@@ -114,7 +167,7 @@ class Settings(BaseSettings):
             raise ValueError(f"use {schemes} (or leave empty for SQLite in the data folder)")
         return value
 
-    @field_validator("ice_host_addresses", mode="before")
+    @field_validator("ice_host_addresses", "trusted_proxies", mode="before")
     @classmethod
     def _split_addresses(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -126,6 +179,16 @@ class Settings(BaseSettings):
     def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one address is required")
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for address in value:
             try:
                 ipaddress.ip_address(address)
@@ -147,6 +210,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'telecircle.db').resolve()}"
+
+    @property
+    def effective_server_key_file(self) -> Path:
+        if str(self.server_key_file) not in ("", "."):
+            return self.server_key_file
+        return self.data_dir / "server.key"
 
     @property
     def effective_public_url(self) -> str:

@@ -21,7 +21,25 @@ from telecircle.storage.migrations import (
 )
 from telecircle.storage.tables import Base
 
-TABLES = {"rooms", "sessions", "participants", "attendance", "events"}
+TABLES = {
+    "rooms",
+    "sessions",
+    "participants",
+    "attendance",
+    "events",
+    "users",
+    "login_sessions",
+    "account_links",
+    "org_settings",
+    "agreement_versions",
+    "room_clinicians",
+    "scheduled_sessions",
+    "invites",
+    "patient_passes",
+    "consents",
+    "audit_log",
+    "audit_head",
+}
 
 
 def _tables(conn: Connection) -> set[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -35,6 +36,16 @@ KIND_LENGTH = 64
 
 SESSION_OPEN = "open"
 SESSION_ENDED = "ended"
+HASH_LENGTH = 64  # hex SHA-256
+
+ROLES = ("administrator", "therapist", "co_facilitator")
+LINK_PURPOSES = ("setup", "set_password")
+INVITE_KINDS = ("personal", "group")
+ROOM_ROLES = ("owner", "co_facilitator")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -82,6 +93,9 @@ class RoomRow(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     participant_limit: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
+    # Per-room overrides of the organisation's consent settings; NULL inherits.
+    recording_consent_required: Mapped[bool | None] = mapped_column(Boolean)
+    notes_retention_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class SessionRow(Base):
@@ -115,6 +129,9 @@ class ParticipantRow(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
     display_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     first_joined_at: Mapped[datetime]
+    # Who the seat belongs to: a clinician's account or a patient's redeemed invite.
+    user_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    pass_id: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
 
 
 class AttendanceRow(Base):
@@ -151,3 +168,183 @@ class EventRow(Base):
     kind: Mapped[str] = mapped_column(String(KIND_LENGTH))
     at: Mapped[datetime]
     payload: Mapped[str] = mapped_column(Text)
+
+
+class UserRow(Base):
+    """A clinician or administrator account. Patients have no accounts (see invites)."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    username: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True, index=True)
+    display_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    role: Mapped[str] = mapped_column(String(32))
+    # NULL until the person sets a password through their one-time link.
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime]
+
+
+class LoginSessionRow(Base):
+    """A signed-in browser. ``id`` is the SHA-256 of the cookie's secret."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    # True between the password and the TOTP code: the session may do nothing else.
+    second_factor_pending: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class AccountLinkRow(Base):
+    """A one-time link: first-run setup or setting a password. ``id`` is the token's hash."""
+
+    __tablename__ = "account_links"
+    __table_args__ = (CheckConstraint(_one_of("purpose", LINK_PURPOSES), name="purpose"),)
+
+    id: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class OrgSettingsRow(Base):
+    """The organisation's settings: a single row with ``id = 1``."""
+
+    __tablename__ = "org_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    max_participants: Mapped[int] = mapped_column(Integer)
+    require_totp: Mapped[bool] = mapped_column(Boolean)
+    recording_consent_required: Mapped[bool] = mapped_column(Boolean)
+    notes_retention_days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class AgreementVersionRow(Base):
+    """One version of the confidentiality agreement; editing adds a version."""
+
+    __tablename__ = "agreement_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
+class RoomClinicianRow(Base):
+    """A clinician's place in a room: its owner (therapist) or a co-facilitator."""
+
+    __tablename__ = "room_clinicians"
+    __table_args__ = (CheckConstraint(_one_of("room_role", ROOM_ROLES), name="room_role"),)
+
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    room_role: Mapped[str] = mapped_column(String(32))
+
+
+class ScheduledSessionRow(Base):
+    """A planned session of a room: date, start time and length."""
+
+    __tablename__ = "scheduled_sessions"
+    __table_args__ = (
+        CheckConstraint("planned_minutes BETWEEN 60 AND 180", name="planned_minutes"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"), index=True)
+    starts_at: Mapped[datetime]
+    planned_minutes: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+
+
+class InviteRow(Base):
+    """An invite link: personal (one seat, one named patient) or for a group session.
+
+    A personal invite's ``generation`` counts its redemptions; only the pass of the
+    newest generation is valid, so opening the link on a second device moves the seat.
+    """
+
+    __tablename__ = "invites"
+    __table_args__ = (CheckConstraint(_one_of("kind", INVITE_KINDS), name="kind"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"), index=True)
+    scheduled_session_id: Mapped[str | None] = mapped_column(ForeignKey("scheduled_sessions.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    patient_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class PatientPassRow(Base):
+    """A redeemed invite: what the patient's HttpOnly cookie stands for (``id`` is the
+    SHA-256 of the cookie's secret)."""
+
+    __tablename__ = "patient_passes"
+
+    id: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    invite_id: Mapped[str] = mapped_column(ForeignKey("invites.id"), index=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"))
+    generation: Mapped[int] = mapped_column(Integer)
+    display_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ConsentRow(Base):
+    """The consent ledger: what a patient accepted, when, under which agreement version."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pass_id: Mapped[str] = mapped_column(ForeignKey("patient_passes.id"), index=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"))
+    agreement_version: Mapped[int] = mapped_column(ForeignKey("agreement_versions.version"))
+    # NULL when the room did not ask for recording consent.
+    recording_consent: Mapped[bool | None] = mapped_column(Boolean)
+    accepted_at: Mapped[datetime]
+
+
+class AuditEntryRow(Base):
+    """One audit log entry, hash-chained to the one before (``seq`` 1, 2, 3…)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(KIND_LENGTH), index=True)
+    target: Mapped[str | None] = mapped_column(String(128))
+    address: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+class AuditHeadRow(Base):
+    """The chain head (``id = 1``), authenticated by an HMAC whose key is not in the
+    database: removing entries from the end, or rewriting the chain, shows."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    mac: Mapped[str] = mapped_column(String(HASH_LENGTH))
