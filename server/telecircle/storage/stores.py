@@ -60,6 +60,9 @@ class RoomRecord:
     name: str
     participant_limit: int
     created_at: float
+    # Overrides of the organisation's consent settings; None inherits.
+    recording_consent_required: bool | None = None
+    notes_retention_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,20 +141,52 @@ async def create_room(
 async def get_room(db: Database, room_id: RoomId) -> RoomRecord | None:
     async with db.read() as conn:
         row = (await conn.execute(select(RoomRow).where(RoomRow.id == room_id))).one_or_none()
-    return None if row is None else _room(row)
+    return None if row is None else room_from_row(row)
 
 
 async def get_room_by_code(db: Database, code: RoomCode) -> RoomRecord | None:
     async with db.read() as conn:
         row = (await conn.execute(select(RoomRow).where(RoomRow.code == code))).one_or_none()
-    return None if row is None else _room(row)
+    return None if row is None else room_from_row(row)
 
 
 async def list_rooms(db: Database) -> list[RoomRecord]:
     """Every room, oldest first."""
     async with db.read() as conn:
         rows = await conn.execute(select(RoomRow).order_by(RoomRow.created_at, RoomRow.id))
-        return [_room(row) for row in rows]
+        return [room_from_row(row) for row in rows]
+
+
+async def update_room(
+    db: Database,
+    room_id: RoomId,
+    *,
+    name: str,
+    participant_limit: int,
+    recording_consent_required: bool | None,
+    notes_retention_days: int | None,
+) -> RoomRecord:
+    """Change a room's name, limit and overrides. Raises RoomNotFound.
+
+    A lower limit applies to the next admit: nobody already seated is affected here.
+    """
+    if participant_limit < 1:
+        raise ValueError("participant_limit must be at least 1")
+    async with db.write() as conn:
+        result = await conn.execute(
+            update(RoomRow)
+            .where(RoomRow.id == room_id)
+            .values(
+                name=name,
+                participant_limit=participant_limit,
+                recording_consent_required=recording_consent_required,
+                notes_retention_days=notes_retention_days,
+            )
+        )
+        if result.rowcount != 1:
+            raise RoomNotFound(room_id)
+        row = (await conn.execute(select(RoomRow).where(RoomRow.id == room_id))).one()
+    return room_from_row(row)
 
 
 # ------------------------------------------------------------------------- sessions
@@ -466,13 +501,15 @@ async def _open_session_of(conn: AsyncConnection, room_id: RoomId) -> SessionRec
     return None if row is None else _session(row)
 
 
-def _room(row: Any) -> RoomRecord:
+def room_from_row(row: Any) -> RoomRecord:
     return RoomRecord(
         id=RoomId(row.id),
         code=RoomCode(row.code),
         name=row.name,
         participant_limit=row.participant_limit,
         created_at=from_utc(row.created_at),
+        recording_consent_required=row.recording_consent_required,
+        notes_retention_days=row.notes_retention_days,
     )
 
 
