@@ -55,3 +55,26 @@ class RoomObserver(Protocol):
     async def media_lost(self, room_code: str, pid: ParticipantId) -> None:
         """A participant's peer connection died while their seat is live: tell them."""
         ...
+
+
+AuditValue = str | int | float | bool | None
+
+
+class AuditSink(Protocol):
+    """Where services report security-relevant actions (the audit log).
+
+    ``action`` is a snake_case event name (e.g. ``"login_failed"``); ``actor`` and
+    ``target`` are ids, never names; ``details`` hold ids, counts and reasons only —
+    never names or health information. Returns once the entry is durably recorded
+    (what it returns is the sink's own business; services ignore it).
+    """
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str | None,
+        target: str | None = None,
+        address: str | None = None,
+        details: Mapping[str, AuditValue] | None = None,
+    ) -> object: ...

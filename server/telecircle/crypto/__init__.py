@@ -1,0 +1,1 @@
+"""Cryptographic adapters: signed tokens, secrets and their hashes, envelope encryption."""
