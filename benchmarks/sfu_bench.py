@@ -14,6 +14,10 @@ subscribe, subscribe_answer; SDP sent with only the sha-256 fingerprint, as brow
 see ``synthetic.browser_like_sdp``), each publishing pre-encoded VP8 (640x360, 30 fps,
 ~500 kbit/s, keyframe every 2 s, a PLI restarts at a keyframe) and Opus (20 ms frames);
 the N-th joins after the others are flowing and its join-to-first-packet times are taken.
+The participants are the room's clinicians (they enter the session directly, no lobby):
+before each size the benchmark writes the room, its clinicians and their sign-ins into the
+server's database, as a therapist would set them up in the web UI, and each participant's
+socket.io connection carries its sign-in cookie.
 After a warm-up the window measures forwarded packets/s (all subscribers' received RTP
 packets), the server's CPU (utime+stime from /proc), CPU µs per forwarded packet, RSS,
 and the delay the server adds per packet (send stamp at the publisher vs. receipt, keyed
@@ -34,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -63,7 +68,14 @@ from benchmarks.synthetic import (
     new_pc,
     stamp_sends,
 )
+from telecircle.config import load_settings
+from telecircle.crypto.tokens import new_secret, secret_hash
+from telecircle.domain.access import Role
+from telecircle.domain.ids import new_room_code
 from telecircle.media.ice_policy import IcePolicy
+from telecircle.services.entry import SESSION_COOKIE
+from telecircle.storage import accounts_store, org_store, stores
+from telecircle.storage.database import Database, open_database
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "sfu_bench.json"
@@ -74,6 +86,7 @@ CALL_TIMEOUT = 15.0
 FLOW_TIMEOUT = 20.0
 MEASUREMENT_TIMEOUT = 90.0  # hard bound on one measurement, set-up to teardown
 MEDIA_LIFETIME = 80.0  # every replay track ends by itself after this many seconds
+SIGN_IN_SECONDS = 3600.0  # the participants' sign-ins outlive any run
 
 
 class Broken(Exception):
@@ -267,14 +280,19 @@ class SioParticipant(Participant):
         self.owner_of_mid.clear()
         self.owner_of_mid.update(owners)
 
-    async def join(self, base_url: str, room_code: str) -> None:
+    async def join(self, base_url: str, room_code: str, cookie: str) -> None:
+        """Connect as the clinician ``cookie`` signs in, enter the room, negotiate."""
         self.slot_mids = {}
         self.sio = socketio.AsyncClient(reconnection=False)
         self.sio.on("slots", self._on_slots)
-        await self.sio.connect(base_url, transports=["websocket"], wait_timeout=10)
-        joined = await self.call("join", {"room_code": room_code, "display_name": self.name})
+        await self.sio.connect(
+            base_url, transports=["websocket"], wait_timeout=10, headers={"Cookie": cookie}
+        )
+        joined = await self.call("join", {"room_code": room_code})
         self.joined_at = time.perf_counter()
         self.pid = joined["participant_id"]
+        if joined.get("place") != "plenary":
+            raise Broken(f"{self.name}: entered the {joined.get('place')}, not the session")
         publication = await self._publish_offer()
         offer_sdp = browser_like_sdp(publication.pc.localDescription.sdp)
         answer = await self.call("publish", {"sdp": offer_sdp})
@@ -410,7 +428,7 @@ async def measure(
 
 
 async def run_sfu(
-    n: int, base_url: str, room_code: str, server_pid: int, media: EncodedMedia, args: Any
+    n: int, base_url: str, room: BenchRoom, server_pid: int, media: EncodedMedia, args: Any
 ) -> dict[str, Any]:
     ledger = Ledger()
     people = [SioParticipant(f"bench-{i}", media, ledger) for i in range(n)]
@@ -418,10 +436,11 @@ async def run_sfu(
     result: dict[str, Any] = {"n": n}
     try:
         async with asyncio.timeout(MEASUREMENT_TIMEOUT):
-            await asyncio.gather(*(p.join(base_url, room_code) for p in early))
+            seats = zip(early, room.cookies[: len(early)], strict=True)
+            await asyncio.gather(*(p.join(base_url, room.code, cookie) for p, cookie in seats))
             result["early_flowing"] = await wait_flowing(early, FLOW_TIMEOUT)
             await asyncio.sleep(1.0)
-            await late.join(base_url, room_code)
+            await late.join(base_url, room.code, room.cookies[-1])
             others = {p.pid for p in early}
             deadline = time.monotonic() + FLOW_TIMEOUT
             while time.monotonic() < deadline and not late.first.keyframe_by_owner.keys() >= others:
@@ -497,17 +516,63 @@ async def run_relay(n: int, media: EncodedMedia, args: Any, workdir: Path) -> di
 # ---- orchestration ----------------------------------------------------------------------
 
 
-async def create_room(data_dir: Path, n: int) -> str:
-    command = [str(BIN / "telecircle"), "--data-dir", str(data_dir)]
-    process = await asyncio.create_subprocess_exec(
-        *command, "room", "create", f"bench-{n}", "--limit", str(n),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
-    if process.returncode != 0:
-        raise Broken(f"room create failed: {err.decode(errors='replace')}")
-    return out.decode().strip().splitlines()[-1].rsplit("/r/", 1)[1]
+@dataclass(frozen=True)
+class BenchRoom:
+    code: str
+    cookies: list[str]  # one Cookie header per participant, in joining order
+
+
+async def open_server_database(data_dir: Path) -> tuple[Database, int]:
+    """The running server's database (migrated by the server at start-up), with the
+    organisation's maximum per room raised to the server's ceiling, as an administrator
+    would; returns the database and that ceiling."""
+    settings = load_settings(data_dir=data_dir)
+    db = await open_database(settings.effective_database_url)
+    defaults = await org_store.get_org_settings(
+        db, default_max_participants=settings.default_room_limit
+    )
+    ceiling = settings.room_limit_ceiling
+    raised = org_store.OrgSettings(
+        max_participants=ceiling,
+        require_totp=False,
+        recording_consent_required=False,
+        notes_retention_days=defaults.notes_retention_days,
+    )
+    await org_store.save_org_settings(db, raised, time.time())
+    return db, ceiling
+
+
+async def create_room(db: Database, n: int, ceiling: int) -> BenchRoom:
+    """A room for ``n`` whose clinicians (a therapist who owns it, the rest
+    co-facilitators) are the ``n`` participants, each signed in."""
+    if not 2 <= n <= ceiling:
+        raise Broken(f"room size {n} is outside 2..{ceiling} (TELECIRCLE_ROOM_LIMIT_CEILING)")
+    room = await stores.create_room(db, f"bench-{n}", n, new_room_code())
+    now = time.time()
+    cookies = []
+    for i in range(n):
+        user = await accounts_store.create_user(
+            db,
+            username=f"bench{n}x{i}x{secrets.token_hex(4)}",
+            display_name=f"bench-{i}",
+            role=Role.THERAPIST if i == 0 else Role.CO_FACILITATOR,
+            now=now,
+        )
+        await org_store.assign_clinician(
+            db, room.id, user.id, "owner" if i == 0 else "co_facilitator"
+        )
+        secret = new_secret()
+        await accounts_store.create_login_session(
+            db,
+            session_id=secret_hash(secret),
+            user_id=user.id,
+            csrf_token=new_secret(),
+            second_factor_pending=False,
+            now=now,
+            expires_at=now + SIGN_IN_SECONDS,
+        )
+        cookies.append(f"{SESSION_COOKIE}={secret}")
+    return BenchRoom(room.code, cookies)
 
 
 async def run_all(args: Any) -> dict[str, Any]:
@@ -543,16 +608,20 @@ async def run_all(args: Any) -> dict[str, Any]:
             server = subprocess.Popen(
                 pinned([*command, "--port", str(port)]), cwd=ROOT, stdout=log, stderr=log
             )
+        db: Database | None = None
         try:
             await wait_healthy(base_url + "/healthz", server)
             report["server_idle_rss_mb"] = round(rss_mb(server.pid), 1)
+            db, ceiling = await open_server_database(data_dir)
             for n in args.sizes:
-                code = await create_room(data_dir, n)
-                result = await run_sfu(n, base_url, code, server.pid, media, args)
+                room = await create_room(db, n, ceiling)
+                result = await run_sfu(n, base_url, room, server.pid, media, args)
                 print_sfu_row(result)
                 report["sfu"].append(result)
                 await asyncio.sleep(1.0)  # let the room close before the next one
         finally:
+            if db is not None:
+                await db.close()
             stop_process(server)
             report["server_log_problems"] = log_problems(log_path)[:40]
         for i, n in enumerate(args.relay_sizes):

@@ -38,11 +38,16 @@ class SignalledRoom:
 
 
 async def join_with_media(
-    server: RunningServer, code: str, name: str, colour: int
+    server: RunningServer, code: str, name: str, colour: int, cookie: str | None = None
 ) -> tuple[Client, SyntheticPeer]:
-    client = await Client().connect(server.url)
-    ack = await client.call("join", {"room_code": code, "display_name": name})
+    """Enter the room as ``cookie`` (default: a new co-facilitator called ``name``, who
+    enters the session directly), then publish and subscribe through signalling."""
+    if cookie is None:
+        cookie = await server.clinician_cookie(code, name)
+    client = await Client().connect(server.url, cookie)
+    ack = await client.call("join", {"room_code": code})
     assert ack["ok"], ack
+    assert ack["data"]["place"] == "plenary", "media needs a seat past the lobby"
     peer = SyntheticPeer(ack["data"]["participant_id"], encode_media(colour, frames=10))
     room = SignalledRoom(client)
     await peer.publish(room)  # type: ignore[arg-type]

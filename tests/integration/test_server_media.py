@@ -78,7 +78,8 @@ async def fifty_cycles(server: RunningServer) -> None:
 async def test_largest_allowed_room_negotiates_within_the_message_limits(tmp_path) -> None:
     from tests.conftest import start_server
 
-    server = await start_server(tmp_path, room_limit_ceiling=16)
+    # The organisation's maximum per room defaults to the default room limit: raise both.
+    server = await start_server(tmp_path, room_limit_ceiling=16, default_room_limit=16)
     try:
         code = await server.create_room(limit=16)
         client, peer = await join_with_media(server, code, "Solo", 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +15,11 @@ from sqlalchemy import text
 from telecircle.domain.commands import LeaveReason
 from telecircle.domain.errors import InvalidCommand
 from telecircle.domain.events import Event
-from telecircle.domain.ids import RoomCode, new_room_code
-from telecircle.domain.model import RoomState
+from telecircle.domain.ids import RoomCode, RoomId, new_room_code
+from telecircle.domain.model import RoomState, SeatRole
 from telecircle.media.sfu import MediaSettings, Sfu
 from telecircle.services.ports import MediaRouting
-from telecircle.services.rooms import RoomService
+from telecircle.services.rooms import Entrant, JoinOutcome, RoomService
 from telecircle.storage import migrations, stores
 from telecircle.storage.database import Database, open_database
 
@@ -55,6 +55,11 @@ class Harness:
         record = await stores.create_room(self.db, "G", limit, new_room_code())
         return RoomCode(record.code)
 
+    async def enter(self, code: RoomCode, name: str, key: str | None = None) -> JoinOutcome:
+        """A clinician (straight into the session); ``key`` defaults to the name."""
+        entrant = Entrant(key or f"user:{name}", name, SeatRole.CLINICIAN)
+        return await self.rooms.enter(code, entrant)
+
 
 @dataclass
 class SteerableClock:
@@ -83,7 +88,12 @@ async def harness(tmp_path: Path, clock: SteerableClock) -> AsyncIterator[Harnes
     def media_for(code: RoomCode) -> MediaRouting:
         return sfu.room(code, on_slots=lambda *a: None, on_path_lost=lambda *a: None)
 
-    rooms = RoomService(db, clock, media_for, observer, limit_ceiling=12, reconnect_grace=0.3)
+    async def limit_of(room_id: RoomId) -> int:
+        room = await stores.get_room(db, room_id)
+        assert room is not None
+        return room.participant_limit
+
+    rooms = RoomService(db, clock, media_for, observer, limit_of, reconnect_grace=0.3)
     yield Harness(db, sfu, observer, rooms)
     await rooms.close()
     await sfu.close()
@@ -92,8 +102,8 @@ async def harness(tmp_path: Path, clock: SteerableClock) -> AsyncIterator[Harnes
 
 async def test_every_change_is_stored_before_it_is_announced(harness: Harness) -> None:
     code = await harness.room()
-    first = await harness.rooms.join(code, "A")
-    await harness.rooms.join(code, "B")
+    first = await harness.enter(code, "A")
+    await harness.enter(code, "B")
     await harness.rooms.set_own_media(code, first.participant.id, audio_on=False, video_on=None)
     await harness.rooms.leave(code, first.participant.id, LeaveReason.LEFT)
     # At each announcement the database already held that change (1, 2, 3, 4 events).
@@ -104,23 +114,24 @@ async def test_a_change_that_cannot_be_stored_is_not_announced_and_logs_no_name(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     code = await harness.room()
-    await harness.rooms.join(code, "A")
+    await harness.enter(code, "A")
     async with harness.db.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE participants RENAME COLUMN display_name TO renamed"))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(Exception) as failure:
-        await harness.rooms.join(code, "Ottoline Wimbourne")
+        await harness.enter(code, "Ottoline Wimbourne")
     assert "Ottoline" not in str(failure.value), "SQL parameters are hidden"
     assert len(harness.observer.announced) == 1  # only the first join
     live = harness.rooms.live_room(code)
     assert live is not None and len(live.state.participants) == 1
+    assert "user:Ottoline Wimbourne" not in live.seat_of, "no seat is kept for them"
     assert "Ottoline" not in caplog.text
 
 
 async def test_a_refused_first_join_leaves_no_open_session(harness: Harness) -> None:
     code = await harness.room()
     with pytest.raises(InvalidCommand):
-        await harness.rooms.join(code, "   ")
+        await harness.enter(code, "   ")
     assert harness.rooms.live_room_count() == 0
     room = await stores.get_room_by_code(harness.db, code)
     assert room is not None
@@ -130,7 +141,7 @@ async def test_a_refused_first_join_leaves_no_open_session(harness: Harness) -> 
 
 async def test_leaving_twice_and_leaving_unknown_rooms_are_harmless(harness: Harness) -> None:
     code = await harness.room()
-    outcome = await harness.rooms.join(code, "A")
+    outcome = await harness.enter(code, "A")
     await harness.rooms.leave(code, outcome.participant.id, LeaveReason.LEFT)
     await harness.rooms.leave(code, outcome.participant.id, LeaveReason.LEFT)
     await harness.rooms.leave(RoomCode("nowhere"), outcome.participant.id, LeaveReason.LEFT)
@@ -139,11 +150,12 @@ async def test_leaving_twice_and_leaving_unknown_rooms_are_harmless(harness: Har
 
 async def test_away_and_back_are_on_the_timeline(harness: Harness) -> None:
     code = await harness.room()
-    outcome = await harness.rooms.join(code, "A")
+    outcome = await harness.enter(code, "A")
     pid = outcome.participant.id
     await harness.rooms.disconnect(code, pid)
-    back = await harness.rooms.resume(code, pid, outcome.resume_token)
-    assert back.participant.id == pid and not back.participant.away
+    # Entering again as the same person (same key) takes the held seat back.
+    back = await harness.enter(code, "A")
+    assert back.returned and back.participant.id == pid and not back.participant.away
     live = harness.rooms.live_room(code)
     assert live is not None
     timeline = await stores.load_timeline(harness.db, live.state.session_id)
@@ -158,7 +170,7 @@ async def test_away_and_back_are_on_the_timeline(harness: Harness) -> None:
     ]
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.05)
@@ -168,8 +180,8 @@ async def test_a_wall_clock_step_back_does_not_strand_a_held_seat(
     harness: Harness, clock: SteerableClock
 ) -> None:
     code = await harness.room()
-    await harness.rooms.join(code, "A")
-    away = await harness.rooms.join(code, "B")
+    await harness.enter(code, "A")
+    away = await harness.enter(code, "B")
     await harness.rooms.disconnect(code, away.participant.id)
     clock.offset = -5.0  # the wall clock steps back: the window looks far from over
     await asyncio.sleep(0.6)  # the first expiry check has come and found nothing to do
@@ -181,8 +193,8 @@ async def test_a_wall_clock_step_back_does_not_strand_a_held_seat(
 
 async def test_a_reconnect_window_ends_even_if_it_cannot_be_recorded(harness: Harness) -> None:
     code = await harness.room()
-    await harness.rooms.join(code, "A")
-    away = await harness.rooms.join(code, "B")
+    await harness.enter(code, "A")
+    away = await harness.enter(code, "B")
     await harness.rooms.disconnect(code, away.participant.id)
     async with harness.db.engine.begin() as conn:
         await conn.execute(text("DROP TABLE events"))
@@ -193,11 +205,11 @@ async def test_a_reconnect_window_ends_even_if_it_cannot_be_recorded(harness: Ha
 
 async def test_coming_back_cancels_the_window_timer(harness: Harness) -> None:
     code = await harness.room()
-    await harness.rooms.join(code, "A")
-    back = await harness.rooms.join(code, "B")
+    await harness.enter(code, "A")
+    back = await harness.enter(code, "B")
     pid = back.participant.id
     await harness.rooms.disconnect(code, pid)
-    await harness.rooms.resume(code, pid, back.resume_token)
+    assert (await harness.enter(code, "B")).returned
     live = harness.rooms.live_room(code)
     assert live is not None and pid not in live.away_timers
     await asyncio.sleep(0.6)  # well past the 0.3 s window

@@ -19,8 +19,10 @@ class Client:
             self.events.append((event, data))
             self.changed.set()
 
-    async def connect(self, url: str) -> Client:
-        await self.sio.connect(url, transports=["websocket"], wait_timeout=10)
+    async def connect(self, url: str, cookie: str | None = None) -> Client:
+        """Connect as whoever ``cookie`` (a Cookie header value) says."""
+        headers = {} if cookie is None else {"Cookie": cookie}
+        await self.sio.connect(url, transports=["websocket"], wait_timeout=10, headers=headers)
         return self
 
     async def call(self, event: str, data: Any = None, timeout: float = 10) -> dict[str, Any]:

@@ -8,7 +8,15 @@ import pytest
 from sqlalchemy import func, select
 
 from telecircle.domain.commands import LeaveReason
-from telecircle.domain.events import Event, MediaChanged, ParticipantJoined, ParticipantLeft
+from telecircle.domain.events import (
+    Event,
+    MediaChanged,
+    ParticipantAdmitted,
+    ParticipantDenied,
+    ParticipantJoined,
+    ParticipantKnocked,
+    ParticipantLeft,
+)
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_room_code
 from telecircle.storage import stores
 from telecircle.storage.database import Database, open_database
@@ -25,6 +33,7 @@ from telecircle.storage.tables import SessionRow
 T0 = 1_700_000_000.25
 ANA = ParticipantId("p_ana")
 BEN = ParticipantId("p_ben")
+CAL = ParticipantId("p_cal")
 
 
 async def _session(db: Database, now: float = T0) -> stores.SessionRecord:
@@ -122,6 +131,68 @@ async def test_record_events_appends_and_projects(database: Database) -> None:
     assert attendance[1].joined_at == pytest.approx(T0 + 2)
     assert attendance[1].left_at == pytest.approx(T0 + 4)
     assert attendance[0].left_at is None
+
+
+async def test_the_lobby_is_on_the_timeline_and_attendance_starts_at_admit(
+    database: Database,
+) -> None:
+    session = await _session(database)
+    events: list[Event] = [
+        ParticipantJoined(ANA, "Ana", T0 + 1),
+        ParticipantKnocked(BEN, "Ben", T0 + 2),
+        ParticipantKnocked(CAL, "Cal", T0 + 3),
+        ParticipantAdmitted(BEN, ANA, T0 + 10),
+        ParticipantDenied(CAL, ANA, T0 + 11),
+        ParticipantLeft(CAL, LeaveReason.DENIED, T0 + 11),
+        ParticipantLeft(BEN, LeaveReason.REVOKED, T0 + 20),
+    ]
+    await stores.record_events(database, session.id, events)
+    timeline = await stores.load_timeline(database, session.id)
+    decoded = [e.to_event() for e in timeline]
+    assert [type(d) for d in decoded] == [type(e) for e in events]
+    assert all(d.at == pytest.approx(e.at) for d, e in zip(decoded, events, strict=True))
+    assert decoded[1] == ParticipantKnocked(BEN, "Ben", decoded[1].at)
+    assert decoded[4] == ParticipantDenied(CAL, ANA, decoded[4].at)
+    assert timeline[3].payload == {"participant_id": BEN, "by": ANA}
+    assert timeline[4].payload == {"participant_id": CAL, "by": ANA}
+    attendance = await stores.load_attendance(database, session.id)
+    assert [(a.participant_id, a.display_name, a.leave_reason) for a in attendance] == [
+        (ANA, "Ana", None),
+        (BEN, "Ben", LeaveReason.REVOKED),
+    ], "waiting is not attending; the denied patient never attended"
+    assert attendance[1].joined_at == pytest.approx(T0 + 10)
+    assert attendance[1].left_at == pytest.approx(T0 + 20)
+
+
+async def test_lobby_events_must_fit_the_session(database: Database) -> None:
+    session = await _session(database)
+    await stores.record_events(database, session.id, [ParticipantKnocked(BEN, "Ben", T0)])
+    for impossible in (
+        [ParticipantAdmitted(CAL, ANA, T0 + 1)],  # never knocked
+        [ParticipantAdmitted(BEN, ANA, T0 + 1), ParticipantAdmitted(BEN, ANA, T0 + 2)],
+    ):
+        with pytest.raises(InconsistentEvents):
+            await stores.record_events(database, session.id, impossible)
+    assert len(await stores.load_timeline(database, session.id)) == 1
+    assert await stores.load_attendance(database, session.id) == []
+    other = await _session(database)
+    with pytest.raises(InconsistentEvents):  # a participant id belongs to one session
+        await stores.record_events(database, other.id, [ParticipantKnocked(BEN, "Ben", T0)])
+
+
+async def test_a_leave_while_absent_is_inconsistent(database: Database) -> None:
+    """record_events' contract: "a leave while absent" raises InconsistentEvents. Someone
+    who has already left is absent, whether or not they ever waited in the lobby."""
+    session = await _session(database)
+    await stores.record_events(
+        database,
+        session.id,
+        [ParticipantJoined(ANA, "Ana", T0), ParticipantLeft(ANA, LeaveReason.LEFT, T0 + 1)],
+    )
+    with pytest.raises(InconsistentEvents):
+        await stores.record_events(
+            database, session.id, [ParticipantLeft(ANA, LeaveReason.LEFT, T0 + 2)]
+        )
 
 
 async def test_seq_continues_per_session(database: Database) -> None:

@@ -13,12 +13,53 @@ class LeaveReason(enum.Enum):
     CONNECTION_LOST = "connection_lost"  # away for longer than the reconnect window
     SERVER_SHUTDOWN = "server_shutdown"
     REMOVED = "removed"  # the server removed the participant (e.g. an abusive connection)
+    DENIED = "denied"  # a clinician turned them away from the lobby
+    REVOKED = "revoked"  # their invite was withdrawn or their account disabled
+    SEAT_MOVED = "seat_moved"  # their personal link was opened on another device
 
 
 @dataclass(frozen=True, slots=True)
 class Join:
+    """A clinician enters the session directly (patients knock; see Knock). ``limit``
+    is the room's limit now, when known (it may have been lowered since)."""
+
     participant_id: ParticipantId
     display_name: str
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Knock:
+    """A patient arrives in the lobby (a clinician admits or denies them)."""
+
+    participant_id: ParticipantId
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """A clinician (``by``) lets a waiting patient into the session. ``limit`` is the
+    room's limit now (it may have been lowered since the session opened)."""
+
+    participant_id: ParticipantId
+    by: ParticipantId
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitAll:
+    """A clinician lets everyone waiting in, in order of arrival, while seats last."""
+
+    by: ParticipantId
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    """A clinician turns a waiting patient away."""
+
+    participant_id: ParticipantId
+    by: ParticipantId
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +99,6 @@ class ExpireAway:
     grace: float
 
 
-Command = Join | Leave | SetOwnMedia | Disconnect | Resume | ExpireAway
+Command = (
+    Join | Knock | Admit | AdmitAll | Deny | Leave | SetOwnMedia | Disconnect | Resume | ExpireAway
+)

@@ -28,3 +28,19 @@ class AlreadyInRoom(DomainError):
 class InvalidCommand(DomainError):
     code = "invalid_command"
     http_status = 422
+
+
+class LobbyFull(DomainError):
+    code = "lobby_full"
+    http_status = 409
+
+
+class NotAllowed(DomainError):
+    """The sender's role does not allow this command."""
+
+    code = "not_allowed"
+    http_status = 403
+
+
+class NotWaiting(DomainError):
+    code = "not_waiting"

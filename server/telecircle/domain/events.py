@@ -18,6 +18,35 @@ class ParticipantJoined:
 
 
 @dataclass(frozen=True, slots=True)
+class ParticipantKnocked:
+    """A patient arrived in the lobby."""
+
+    participant_id: ParticipantId
+    display_name: str
+    at: float
+
+    kind = "participant_knocked"
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantAdmitted:
+    participant_id: ParticipantId
+    by: ParticipantId
+    at: float
+
+    kind = "participant_admitted"
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantDenied:
+    participant_id: ParticipantId
+    by: ParticipantId
+    at: float
+
+    kind = "participant_denied"
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantLeft:
     participant_id: ParticipantId
     reason: LeaveReason
@@ -54,4 +83,13 @@ class ParticipantBack:
     kind = "participant_back"
 
 
-Event = ParticipantJoined | ParticipantLeft | MediaChanged | ParticipantAway | ParticipantBack
+Event = (
+    ParticipantJoined
+    | ParticipantKnocked
+    | ParticipantAdmitted
+    | ParticipantDenied
+    | ParticipantLeft
+    | MediaChanged
+    | ParticipantAway
+    | ParticipantBack
+)

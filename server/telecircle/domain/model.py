@@ -15,6 +15,14 @@ class Place(enum.Enum):
     PLENARY = "plenary"
 
 
+class SeatRole(enum.Enum):
+    """Why someone is in the room: clinicians run it and enter straight into the session;
+    patients enter through the lobby."""
+
+    CLINICIAN = "clinician"
+    PATIENT = "patient"
+
+
 class TrackKind(enum.Enum):
     AUDIO = "audio"
     VIDEO = "video"
@@ -34,6 +42,7 @@ class Participant:
     display_name: str
     place: Place
     joined_at: float
+    role: SeatRole = SeatRole.CLINICIAN
     audio_on: bool = True
     video_on: bool = True
     # Set while the participant's connection is gone and their seat is held for them.
@@ -50,8 +59,11 @@ class RoomState:
 
     room_id: RoomId
     session_id: SessionId
+    # Seats outside the lobby for this session (its receive slots are sized by it); an
+    # admit also respects the room's current limit, which may have been lowered since.
     participant_limit: int
     participants: tuple[Participant, ...] = field(default=())
+    lobby_limit: int = 20
 
     def find(self, participant_id: ParticipantId) -> Participant | None:
         for participant in self.participants:
@@ -60,5 +72,9 @@ class RoomState:
         return None
 
     def seats_taken(self) -> int:
-        """Participants counted against the room limit (everyone present)."""
-        return len(self.participants)
+        """Participants counted against the room limit: everyone past the lobby."""
+        return sum(1 for p in self.participants if p.place is not Place.LOBBY)
+
+    def waiting(self) -> tuple[Participant, ...]:
+        """The lobby, in order of arrival."""
+        return tuple(p for p in self.participants if p.place is Place.LOBBY)

@@ -9,26 +9,41 @@ from __future__ import annotations
 from dataclasses import replace
 
 from telecircle.domain.commands import (
+    Admit,
+    AdmitAll,
     Command,
+    Deny,
     Disconnect,
     ExpireAway,
     Join,
+    Knock,
     Leave,
     LeaveReason,
     Resume,
     SetOwnMedia,
 )
-from telecircle.domain.errors import AlreadyInRoom, InvalidCommand, NotInRoom, RoomFull
+from telecircle.domain.errors import (
+    AlreadyInRoom,
+    InvalidCommand,
+    LobbyFull,
+    NotAllowed,
+    NotInRoom,
+    NotWaiting,
+    RoomFull,
+)
 from telecircle.domain.events import (
     Event,
     MediaChanged,
+    ParticipantAdmitted,
     ParticipantAway,
     ParticipantBack,
+    ParticipantDenied,
     ParticipantJoined,
+    ParticipantKnocked,
     ParticipantLeft,
 )
 from telecircle.domain.ids import ParticipantId
-from telecircle.domain.model import Participant, Place, RoomState
+from telecircle.domain.model import Participant, Place, RoomState, SeatRole
 
 MAX_DISPLAY_NAME_LENGTH = 64
 
@@ -37,6 +52,14 @@ def decide(state: RoomState, command: Command, now: float) -> tuple[RoomState, l
     """Apply ``command`` to ``state`` at time ``now`` (seconds, any epoch)."""
     if isinstance(command, Join):
         return _join(state, command, now)
+    if isinstance(command, Knock):
+        return _knock(state, command, now)
+    if isinstance(command, Admit):
+        return _admit(state, command, now)
+    if isinstance(command, AdmitAll):
+        return _admit_all(state, command, now)
+    if isinstance(command, Deny):
+        return _deny(state, command, now)
     if isinstance(command, Leave):
         return _leave(state, command, now)
     if isinstance(command, SetOwnMedia):
@@ -61,20 +84,92 @@ def normalise_display_name(raw: str) -> str:
 
 
 def _join(state: RoomState, command: Join, now: float) -> tuple[RoomState, list[Event]]:
+    """A clinician enters the session directly, if a seat is free."""
     if state.find(command.participant_id) is not None:
         raise AlreadyInRoom("You are already in this room.")
-    if state.seats_taken() >= state.participant_limit:
+    capacity = state.participant_limit if command.limit is None else _capacity(state, command.limit)
+    if state.seats_taken() >= capacity:
         raise RoomFull(
-            f"This room is full ({state.participant_limit} people). "
-            "Please ask your therapist for help."
+            f"This room is full ({capacity} people). Please ask your therapist for help."
         )
     name = normalise_display_name(command.display_name)
-    # No lobby yet (the access issue adds it): everyone who joins goes to the plenary.
     participant = Participant(
-        id=command.participant_id, display_name=name, place=Place.PLENARY, joined_at=now
+        id=command.participant_id,
+        display_name=name,
+        place=Place.PLENARY,
+        joined_at=now,
+        role=SeatRole.CLINICIAN,
     )
     new_state = replace(state, participants=(*state.participants, participant))
     return new_state, [ParticipantJoined(participant.id, name, now)]
+
+
+def _knock(state: RoomState, command: Knock, now: float) -> tuple[RoomState, list[Event]]:
+    """A patient waits in the lobby; nobody outside the lobby sees or hears them."""
+    if state.find(command.participant_id) is not None:
+        raise AlreadyInRoom("You are already in this room.")
+    if len(state.waiting()) >= state.lobby_limit:
+        raise LobbyFull("The waiting room is full. Please try again in a few minutes.")
+    name = normalise_display_name(command.display_name)
+    participant = Participant(
+        id=command.participant_id,
+        display_name=name,
+        place=Place.LOBBY,
+        joined_at=now,
+        role=SeatRole.PATIENT,
+    )
+    new_state = replace(state, participants=(*state.participants, participant))
+    return new_state, [ParticipantKnocked(participant.id, name, now)]
+
+
+def _clinician(state: RoomState, participant_id: ParticipantId) -> Participant:
+    """The seated clinician who gives a lobby command; NotAllowed for anyone else."""
+    by = state.find(participant_id)
+    if by is None or by.role is not SeatRole.CLINICIAN or by.place is Place.LOBBY:
+        raise NotAllowed("Only the group's clinicians can do that.")
+    return by
+
+
+def _waiting(state: RoomState, participant_id: ParticipantId) -> Participant:
+    participant = state.find(participant_id)
+    if participant is None or participant.place is not Place.LOBBY:
+        raise NotWaiting("That person is no longer waiting.")
+    return participant
+
+
+def _capacity(state: RoomState, limit: int) -> int:
+    return min(limit, state.participant_limit)
+
+
+def _admit(state: RoomState, command: Admit, now: float) -> tuple[RoomState, list[Event]]:
+    by = _clinician(state, command.by)
+    waiting = _waiting(state, command.participant_id)
+    capacity = _capacity(state, command.limit)
+    if state.seats_taken() >= capacity:
+        raise RoomFull(f"The session is full ({capacity} people).")
+    admitted = replace(waiting, place=Place.PLENARY)
+    return _update(state, admitted), [ParticipantAdmitted(admitted.id, by.id, now)]
+
+
+def _admit_all(state: RoomState, command: AdmitAll, now: float) -> tuple[RoomState, list[Event]]:
+    """Everyone waiting, in order of arrival, while seats last; the rest keep waiting."""
+    by = _clinician(state, command.by)
+    free = _capacity(state, command.limit) - state.seats_taken()
+    events: list[Event] = []
+    for waiting in state.waiting()[: max(free, 0)]:
+        state = _update(state, replace(waiting, place=Place.PLENARY))
+        events.append(ParticipantAdmitted(waiting.id, by.id, now))
+    return state, events
+
+
+def _deny(state: RoomState, command: Deny, now: float) -> tuple[RoomState, list[Event]]:
+    by = _clinician(state, command.by)
+    waiting = _waiting(state, command.participant_id)
+    remaining = tuple(p for p in state.participants if p.id != waiting.id)
+    return replace(state, participants=remaining), [
+        ParticipantDenied(waiting.id, by.id, now),
+        ParticipantLeft(waiting.id, LeaveReason.DENIED, now),
+    ]
 
 
 def _leave(state: RoomState, command: Leave, now: float) -> tuple[RoomState, list[Event]]:

@@ -14,18 +14,20 @@ rest of the room; a negotiation that finishes after its participant left is undo
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from telecircle.domain.audience import all_audiences
 from telecircle.domain.commands import (
+    Admit,
+    AdmitAll,
     Command,
+    Deny,
     Disconnect,
     ExpireAway,
     Join,
+    Knock,
     Leave,
     LeaveReason,
     Resume,
@@ -34,7 +36,7 @@ from telecircle.domain.commands import (
 from telecircle.domain.errors import DomainError, NotInRoom
 from telecircle.domain.events import Event, ParticipantLeft
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_participant_id
-from telecircle.domain.model import Participant, RoomState
+from telecircle.domain.model import Participant, Place, RoomState, SeatRole
 from telecircle.domain.rules import decide
 from telecircle.services.clock import Clock
 from telecircle.services.ports import MediaRouting, ReceiveSlot, RoomObserver
@@ -55,9 +57,27 @@ class ServiceClosed(DomainError):
     http_status = 503
 
 
-class SeatExpired(DomainError):
-    code = "seat_expired"
-    http_status = 410
+class StillWaiting(DomainError):
+    code = "still_waiting"
+    http_status = 409
+
+
+class DeniedEntry(DomainError):
+    code = "denied"
+    http_status = 403
+
+
+@dataclass(frozen=True, slots=True)
+class Entrant:
+    """Who is entering: ``key`` names the person across connections and devices (an
+    account, or a patient's invite), so entering again returns to the same seat."""
+
+    key: str
+    display_name: str
+    role: SeatRole
+    # What proves it this time (a patient's pass id): a patient returning with another
+    # credential is another device, which goes through the lobby again.
+    credential: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +85,16 @@ class JoinOutcome:
     room: stores.RoomRecord
     participant: Participant
     state: RoomState
-    # The secret that lets this participant back into the seat from a new connection.
-    resume_token: str
+    # True when this was a return to a seat already held (a reconnect or another device).
+    returned: bool
+    # Counts the connections that took this seat; a disconnect from an older one is
+    # ignored (see RoomService.disconnect).
+    epoch: int = 1
 
 
 MediaFactory = Callable[[RoomCode], MediaRouting]
+# The room's participant limit now (within the organisation's maximum and the ceiling).
+LimitOf = Callable[[RoomId], Awaitable[int]]
 
 # Shortest wait before checking an unexpired reconnect window again.
 MIN_EXPIRY_RETRY = 1.0
@@ -84,7 +109,13 @@ class LiveRoom:
     media: MediaRouting
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     media_locks: dict[ParticipantId, asyncio.Lock] = field(default_factory=dict)
-    resume_tokens: dict[ParticipantId, str] = field(default_factory=dict)
+    # Whose each seat is (Entrant.key), both ways.
+    seat_of: dict[str, ParticipantId] = field(default_factory=dict)
+    key_of: dict[ParticipantId, str] = field(default_factory=dict)
+    credential_of: dict[ParticipantId, str] = field(default_factory=dict)
+    epochs: dict[ParticipantId, int] = field(default_factory=dict)
+    # Seat keys a clinician turned away: not let back into the lobby this session.
+    denied: set[str] = field(default_factory=set)
     # One reconnect-window timer per away participant (cancelled when they come back).
     away_timers: dict[ParticipantId, asyncio.Task[None]] = field(default_factory=dict)
     closed: bool = False
@@ -104,6 +135,13 @@ class LiveRoom:
     def seated(self, pid: ParticipantId) -> bool:
         return not self.closed and self.state.find(pid) is not None
 
+    def forget_seat(self, pid: ParticipantId) -> None:
+        self.credential_of.pop(pid, None)
+        self.epochs.pop(pid, None)
+        key = self.key_of.pop(pid, None)
+        if key is not None and self.seat_of.get(key) == pid:
+            del self.seat_of[key]
+
 
 class RoomService:
     """Owns every live room of this process."""
@@ -114,15 +152,17 @@ class RoomService:
         clock: Clock,
         media_factory: MediaFactory,
         observer: RoomObserver,
-        limit_ceiling: int,
+        limit_of: LimitOf,
         reconnect_grace: float,
+        lobby_limit: int = 20,
     ) -> None:
         self._db = db
         self._clock = clock
         self._media_factory = media_factory
         self._observer = observer
-        self._limit_ceiling = limit_ceiling
+        self._limit_of = limit_of
         self._reconnect_grace = reconnect_grace
+        self._lobby_limit = lobby_limit
         self._rooms: dict[RoomCode, LiveRoom] = {}
         self._registry_lock = asyncio.Lock()
         self._tasks = TaskOwner("rooms")
@@ -137,63 +177,124 @@ class RoomService:
 
     # ---- seats ------------------------------------------------------------------------
 
-    async def join(self, code: RoomCode, display_name: str) -> JoinOutcome:
-        """Seat a new participant in the room's open session (opening one if needed).
+    async def enter(self, code: RoomCode, entrant: Entrant) -> JoinOutcome:
+        """Seat ``entrant`` in the room's open session (opening one if needed).
 
-        Raises NoSuchRoom, RoomFull, InvalidCommand or ServiceClosed; on any refusal a
-        session opened for this join alone is closed again.
+        Someone whose seat is still held (away within the reconnect window, or connected
+        from another device) returns to that seat and place: no lobby, no leave/join
+        seen by others. Otherwise a clinician enters the session and a patient waits
+        in the lobby. Raises NoSuchRoom, RoomFull, LobbyFull, InvalidCommand or
+        ServiceClosed; a session opened for this entry alone is closed again.
         """
-        pid = new_participant_id()
         while True:
             live = await self._live_room_for(code)
+            limit = await self._limit_of(live.room.id)
+            moved_out: ParticipantId | None = None
             async with live.lock:
                 if live.closed:
                     continue  # emptied and closed while we waited: open a fresh session
+                if entrant.key in live.denied:
+                    raise DeniedEntry("Your therapist did not let you into this session.")
+                held = live.seat_of.get(entrant.key)
+                if held is not None and live.seated(held):
+                    if not self._other_device(live, held, entrant):
+                        await self._apply(live, Resume(held))
+                        live.cancel_away_timer(held)
+                        live.epochs[held] = live.epochs.get(held, 0) + 1
+                        return self._outcome(live, held, returned=True)
+                    # The link was opened on another device: that seat ends, and the
+                    # new device waits in the lobby like anyone else.
+                    await self._apply_even_unrecorded(live, Leave(held, LeaveReason.SEAT_MOVED))
+                    live.forget_seat(held)
+                    live.cancel_away_timer(held)
+                    moved_out = held
+                pid = new_participant_id()
+                command: Command = (
+                    Join(pid, entrant.display_name, limit)
+                    if entrant.role is SeatRole.CLINICIAN
+                    else Knock(pid, entrant.display_name)
+                )
+                # Known before the change is announced (the lobby view shows check-ins).
+                live.seat_of[entrant.key] = pid
+                live.key_of[pid] = entrant.key
+                live.credential_of[pid] = entrant.credential
+                live.epochs[pid] = 1
                 try:
-                    await self._apply(live, Join(pid, display_name))
+                    await self._apply(live, command)
                 except BaseException:
+                    live.forget_seat(pid)
                     if not live.state.participants:
                         await self._close_room(live)
                     raise
-                token = secrets.token_urlsafe(32)
-                live.resume_tokens[pid] = token
-                return self._outcome(live, pid, token)
+                outcome = self._outcome(live, pid, returned=False)
+            if moved_out is not None:
+                await self._release_media(live, moved_out)
+            return outcome
 
-    async def resume(self, code: RoomCode, pid: ParticipantId, token: str) -> JoinOutcome:
-        """Back into a held seat (same participant, same place) from a new connection.
+    @staticmethod
+    def _other_device(live: LiveRoom, held: ParticipantId, entrant: Entrant) -> bool:
+        known = live.credential_of.get(held, "")
+        return (
+            entrant.role is SeatRole.PATIENT
+            and bool(entrant.credential)
+            and bool(known)
+            and known != entrant.credential
+        )
 
-        Raises SeatExpired when the seat is gone or the token does not match; the caller
-        then joins afresh.
-        """
-        if self._closing:
-            raise ServiceClosed("The server is shutting down. Please try again shortly.")
-        live = self._rooms.get(code)
-        if live is None:
-            raise SeatExpired("Your seat has been released. Joining again.")
+    async def admit(self, code: RoomCode, by: ParticipantId, pid: ParticipantId) -> None:
+        """A clinician lets a waiting patient in (if the room's current limit allows)."""
+        live = self._seated(code, by)
+        limit = await self._limit_of(live.room.id)
         async with live.lock:
-            expected = live.resume_tokens.get(pid)
-            if not live.seated(pid) or expected is None:
-                raise SeatExpired("Your seat has been released. Joining again.")
-            if not hmac.compare_digest(expected.encode(), token.encode()):
-                raise SeatExpired("Your seat has been released. Joining again.")
-            await self._apply(live, Resume(pid))
-            live.cancel_away_timer(pid)
-            return self._outcome(live, pid, expected)
+            await self._apply(live, Admit(pid, by, limit))
 
-    async def leave_with_token(self, code: RoomCode, pid: ParticipantId, token: str) -> bool:
-        """Leave on behalf of a page that is closing (it can only send a beacon): the
-        resume token proves the seat. Returns False when it did not match a seat."""
+    async def admit_all(self, code: RoomCode, by: ParticipantId) -> int:
+        """Let everyone waiting in while seats last; returns how many got in."""
+        live = self._seated(code, by)
+        limit = await self._limit_of(live.room.id)
+        async with live.lock:
+            return len(await self._apply(live, AdmitAll(by, limit)))
+
+    async def deny(self, code: RoomCode, by: ParticipantId, pid: ParticipantId) -> None:
+        """A clinician turns a waiting patient away; their seat ends."""
+        live = self._seated(code, by)
+        async with live.lock:
+            key = live.key_of.get(pid)
+            await self._apply(live, Deny(pid, by))
+            if key is not None:
+                live.denied.add(key)
+        await self._after_leave(live, pid)
+
+    async def leave_person(self, code: RoomCode, key: str) -> bool:
+        """End the seat held by ``key`` in that room (a closing page's beacon).
+        Returns False when they hold no seat there."""
         live = self._rooms.get(code)
-        expected = live.resume_tokens.get(pid) if live is not None else None
-        if expected is None or not hmac.compare_digest(expected.encode(), token.encode()):
+        pid = live.seat_of.get(key) if live is not None else None
+        if pid is None:
             return False
         await self.leave(code, pid, LeaveReason.LEFT)
         return True
 
-    async def disconnect(self, code: RoomCode, pid: ParticipantId) -> None:
+    async def remove_person(self, key: str, reason: LeaveReason) -> None:
+        """End every seat ``key`` holds in any live room (an invite withdrawn, an
+        account disabled)."""
+        for live in list(self._rooms.values()):
+            pid = live.seat_of.get(key)
+            if pid is not None:
+                await self.leave(live.code, pid, reason)
+
+    def seat_key(self, code: RoomCode, pid: ParticipantId) -> str | None:
+        live = self._rooms.get(code)
+        return None if live is None else live.key_of.get(pid)
+
+    async def disconnect(
+        self, code: RoomCode, pid: ParticipantId, epoch: int | None = None
+    ) -> None:
         """The participant's connection dropped without Leave: hold the seat for the
-        reconnect window, then free it unless they came back."""
-        applied = await self._apply_if_seated(code, pid, Disconnect(pid))
+        reconnect window, then free it unless they came back. With ``epoch`` (from the
+        JoinOutcome of that connection), a drop of a connection the seat has already
+        moved on from is ignored."""
+        applied = await self._apply_if_seated(code, pid, Disconnect(pid), epoch)
         if applied is None or not applied[1]:
             return
         live = applied[0]
@@ -225,25 +326,28 @@ class RoomService:
             delay = max(MIN_EXPIRY_RETRY, grace - (self._clock.now() - participant.away_since))
 
     async def _apply_if_seated(
-        self, code: RoomCode, pid: ParticipantId, command: Command
+        self, code: RoomCode, pid: ParticipantId, command: Command, epoch: int | None = None
     ) -> tuple[LiveRoom, Sequence[Event]] | None:
-        """Apply ``command`` if ``pid`` is seated in the live room; None otherwise."""
+        """Apply ``command`` if ``pid`` is seated in the live room (and, with ``epoch``,
+        still held by that connection); None otherwise."""
         live = self._rooms.get(code)
         if live is None:
             return None
         async with live.lock:
             if not live.seated(pid):
                 return None
+            if epoch is not None and live.epochs.get(pid) != epoch:
+                return None
             if isinstance(command, Leave | Disconnect | ExpireAway):
                 return live, await self._apply_even_unrecorded(live, command)
             return live, await self._apply(live, command)
 
     @staticmethod
-    def _outcome(live: LiveRoom, pid: ParticipantId, token: str) -> JoinOutcome:
+    def _outcome(live: LiveRoom, pid: ParticipantId, *, returned: bool) -> JoinOutcome:
         participant = live.state.find(pid)
         if participant is None:  # pragma: no cover - callers hold the lock on a seat
             raise NotInRoom("You are not in this room.")
-        return JoinOutcome(live.room, participant, live.state, token)
+        return JoinOutcome(live.room, participant, live.state, returned, live.epochs.get(pid, 1))
 
     async def leave(self, code: RoomCode, pid: ParticipantId, reason: LeaveReason) -> None:
         """End a participant's seat and release their media. Idempotent."""
@@ -252,7 +356,7 @@ class RoomService:
             await self._after_leave(applied[0], pid)
 
     async def _after_leave(self, live: LiveRoom, pid: ParticipantId) -> None:
-        live.resume_tokens.pop(pid, None)
+        live.forget_seat(pid)
         live.cancel_away_timer(pid)
         await self._release_media(live, pid)
         async with live.lock:
@@ -271,27 +375,27 @@ class RoomService:
 
     async def publish(self, code: RoomCode, pid: ParticipantId, offer_sdp: str) -> str:
         """Open (or replace) the participant's publish connection; returns the answer SDP."""
-        live = self._seated(code, pid)
+        live = self._admitted(code, pid)
         async with live.media_lock(pid):
-            self._seated(code, pid)
+            self._admitted(code, pid)
             answer = await live.media.publish(pid, offer_sdp)
             await self._undo_if_gone(live, pid)
             return answer
 
     async def subscribe(self, code: RoomCode, pid: ParticipantId) -> tuple[str, list[ReceiveSlot]]:
         """Offer the participant's subscribe connection, one slot per other possible seat."""
-        live = self._seated(code, pid)
+        live = self._admitted(code, pid)
         async with live.media_lock(pid):
-            self._seated(code, pid)
+            self._admitted(code, pid)
             offer = await live.media.subscribe(pid, live.state.participant_limit - 1)
             await self._undo_if_gone(live, pid)
             return offer
 
     async def accept_subscribe_answer(self, code: RoomCode, pid: ParticipantId, sdp: str) -> None:
         """Apply the participant's answer to the subscribe offer."""
-        live = self._seated(code, pid)
+        live = self._admitted(code, pid)
         async with live.media_lock(pid):
-            self._seated(code, pid)
+            self._admitted(code, pid)
             await live.media.accept_subscribe_answer(pid, sdp)
             await self._undo_if_gone(live, pid)
 
@@ -311,6 +415,15 @@ class RoomService:
         live = self._rooms.get(code)
         if live is None or not live.seated(pid):
             raise NotInRoom("You are not in this room.")
+        return live
+
+    def _admitted(self, code: RoomCode, pid: ParticipantId) -> LiveRoom:
+        """The live room of a participant past the lobby: a waiting patient sends and
+        receives no media, so their media requests are refused."""
+        live = self._seated(code, pid)
+        participant = live.state.find(pid)
+        if participant is not None and participant.place is Place.LOBBY:
+            raise StillWaiting("You are in the waiting room until a clinician lets you in.")
         return live
 
     async def _undo_if_gone(self, live: LiveRoom, pid: ParticipantId) -> None:
@@ -366,11 +479,11 @@ class RoomService:
             if room is None:
                 raise NoSuchRoom("There is no room with this link. Please check the link.")
             session = await stores.open_session(self._db, room.id, self._clock.now())
-            limit = min(room.participant_limit, self._limit_ceiling)
             state = RoomState(
                 room_id=RoomId(room.id),
                 session_id=SessionId(session.id),
-                participant_limit=limit,
+                participant_limit=await self._limit_of(room.id),
+                lobby_limit=self._lobby_limit,
             )
             live = LiveRoom(room=room, state=state, media=self._media_factory(code))
             self._rooms[code] = live

@@ -14,6 +14,7 @@ RATE_LIMITED = "rate_limited"
 NOT_JOINED = "not_joined"
 ALREADY_JOINED = "already_joined"
 INTERNAL_ERROR = "internal_error"
+NOT_ALLOWED = "not_allowed"
 
 
 def ok(data: BaseModel) -> dict[str, Any]:

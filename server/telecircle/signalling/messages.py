@@ -26,18 +26,11 @@ class Message(BaseModel):
 
 
 class JoinRequest(Message):
-    """Take a seat in the room named by its code."""
+    """Enter the room named by its code, as whoever the connection's cookies say.
+
+    Sent again after a reconnect: someone whose seat is still held returns to it."""
 
     room_code: str = Field(min_length=1, max_length=64)
-    display_name: str = Field(min_length=1, max_length=200)
-
-
-class ResumeRequest(Message):
-    """Back into a held seat from a new connection (after a network drop)."""
-
-    room_code: str = Field(min_length=1, max_length=64)
-    participant_id: str = Field(min_length=1, max_length=64)
-    resume_token: str = Field(min_length=1, max_length=128)
 
 
 class PublishRequest(Message):
@@ -67,6 +60,23 @@ class LeaveRequest(Message):
     """Leave the room for good."""
 
 
+class AdmitRequest(Message):
+    """Clinicians: let a waiting patient in."""
+
+    participant_id: str = Field(min_length=1, max_length=64)
+
+
+class AdmitAllRequest(Message):
+    """Clinicians: let everyone waiting in, in order of arrival, while seats last."""
+
+
+class DenyRequest(Message):
+    """Clinicians: turn a waiting patient away, optionally with a message to them."""
+
+    participant_id: str = Field(min_length=1, max_length=64)
+    message: str = Field("", max_length=500)
+
+
 # ---- ack payloads -----------------------------------------------------------------
 
 
@@ -77,16 +87,21 @@ class ParticipantView(Message):
     video_on: bool
     # False while the participant's connection is gone and their seat is held.
     connected: bool
+    role: Literal["clinician", "patient"]
 
 
 class JoinResult(Message):
     participant_id: str
-    # Keep it to come back into the same seat from a new connection (see "resume").
-    resume_token: str
-    # How long the seat is held after a dropped connection; later, join afresh.
+    role: Literal["clinician", "patient"]
+    # "lobby": wait for the "admitted" event before publishing or subscribing.
+    place: Literal["lobby", "plenary"]
+    # True when this connection took back a seat that was still held.
+    returned: bool
+    # How long the seat is held after a dropped connection; later, entry starts afresh.
     reconnect_grace_seconds: float
     room_name: str
     participant_limit: int
+    # Everyone past the lobby (empty while you wait in the lobby).
     participants: list[ParticipantView]
 
 
@@ -141,12 +156,43 @@ class SlotsEvent(Message):
     slots: list[SlotAssignment]
 
 
+class WaitingView(Message):
+    """Someone in the lobby, as the clinicians see them (location and emergency
+    contact are for clinicians only)."""
+
+    id: str
+    display_name: str
+    waiting_since: float
+    connected: bool
+    location: str | None
+    emergency_contact: str | None
+
+
+class LobbyEvent(Message):
+    """Event ``lobby`` (clinicians only): who is waiting now, in order of arrival."""
+
+    waiting: list[WaitingView]
+
+
+class AdmittedEvent(Message):
+    """Event ``admitted``: you are in the session now; publish and subscribe."""
+
+    participants: list[ParticipantView]
+
+
+class AdmitAllResult(Message):
+    admitted: int
+
+
 class MediaLostEvent(Message):
     """Event ``media_lost``: a peer connection of yours died; publish and subscribe again."""
 
 
 class ClosedEvent(Message):
-    """Event ``closed``: the server ends this connection's seat; ``reason`` is a code."""
+    """Event ``closed``: the server ends this connection's seat; ``reason`` is a code
+    (``seat_moved``, ``denied``, ``revoked``, ``removed``, ``signed_out``, ``left``,
+    ``connection_lost``, ``server_shutdown``) and
+    ``message`` says it in words (for ``denied``, the clinician's message if any)."""
 
     reason: str
     message: str
@@ -154,12 +200,14 @@ class ClosedEvent(Message):
 
 CLIENT_EVENTS: dict[str, type[Message]] = {
     "join": JoinRequest,
-    "resume": ResumeRequest,
     "publish": PublishRequest,
     "subscribe": SubscribeRequest,
     "subscribe_answer": SubscribeAnswer,
     "set_media": SetMediaRequest,
     "leave": LeaveRequest,
+    "admit": AdmitRequest,
+    "admit_all": AdmitAllRequest,
+    "deny": DenyRequest,
 }
 
 SERVER_EVENTS: dict[str, type[Message]] = {
@@ -167,14 +215,18 @@ SERVER_EVENTS: dict[str, type[Message]] = {
     "slots": SlotsEvent,
     "media_lost": MediaLostEvent,
     "closed": ClosedEvent,
+    "lobby": LobbyEvent,
+    "admitted": AdmittedEvent,
 }
 
 ACK_DATA: dict[str, type[Message]] = {
     "join": JoinResult,
-    "resume": JoinResult,
     "publish": SdpResult,
     "subscribe": SubscribeOffer,
     "subscribe_answer": Empty,
     "set_media": Empty,
     "leave": Empty,
+    "admit": Empty,
+    "admit_all": AdmitAllResult,
+    "deny": Empty,
 }

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import socketio
@@ -20,12 +21,15 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from telecircle.config import Settings
+from telecircle.domain.access import Action, Role, allowed
 from telecircle.domain.commands import LeaveReason
-from telecircle.domain.events import Event
+from telecircle.domain.events import Event, ParticipantAdmitted, ParticipantLeft
 from telecircle.domain.ids import ConnectionId, ParticipantId, RoomCode
-from telecircle.domain.model import RoomState
+from telecircle.domain.model import Place, RoomState, SeatRole
 from telecircle.errors import TelecircleError
 from telecircle.services.clock import Clock
+from telecircle.services.entry import PASS_COOKIE, SESSION_COOKIE, EntryPolicy, Principal
+from telecircle.services.ports import AuditSink
 from telecircle.services.rooms import RoomService
 from telecircle.services.tasks import TaskOwner
 from telecircle.signalling import acks
@@ -35,20 +39,78 @@ from telecircle.signalling.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 
+MAX_COOKIE_HEADER = 8192
+
+# The permission each event needs ("join" depends on who joins: see _event_action).
+EVENT_ACTIONS: dict[str, Action] = {
+    "publish": Action.USE_OWN_MEDIA,
+    "subscribe": Action.USE_OWN_MEDIA,
+    "subscribe_answer": Action.USE_OWN_MEDIA,
+    "set_media": Action.USE_OWN_MEDIA,
+    "leave": Action.USE_OWN_MEDIA,
+    "admit": Action.RUN_LOBBY,
+    "admit_all": Action.RUN_LOBBY,
+    "deny": Action.RUN_LOBBY,
+}
+
+# Seats ended by someone else: the connection is told why and closed.
+ENDED_BY_OTHERS = {
+    LeaveReason.DENIED: "You were not let into this session.",
+    LeaveReason.REVOKED: "Your access to this group has ended. Please contact your therapist.",
+    LeaveReason.REMOVED: "You were removed from the session.",
+    LeaveReason.SEAT_MOVED: "Your invite link was opened on another device, which has "
+    "your place now.",
+    LeaveReason.LEFT: "You have left the session.",
+    LeaveReason.CONNECTION_LOST: "You were away for too long; please join again.",
+    LeaveReason.SERVER_SHUTDOWN: "The server is restarting.",
+}
+
+
+def event_action(event: str, principal: Principal) -> Action | None:
+    if event == "join":
+        return (
+            Action.ENTER_AS_PATIENT
+            if principal.role is Role.PATIENT
+            else (Action.ENTER_AS_CLINICIAN)
+        )
+    return EVENT_ACTIONS.get(event)
+
+
+def cookies_of(environ: dict[str, Any]) -> dict[str, str]:
+    header = environ.get("HTTP_COOKIE", "")
+    if not isinstance(header, str) or len(header) > MAX_COOKIE_HEADER:
+        return {}
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
 @dataclass
 class Connection:
-    """One socket.io connection and, once joined, the seat it speaks for."""
+    """One socket.io connection, who is behind it, and once joined, the seat it
+    speaks for."""
 
     sid: ConnectionId
+    principal: Principal
     bucket: TokenBucket
+    # The cookie values it connected with: checked again at each join, and they keep a
+    # clinician's sign-in fresh while the call lasts (a call is activity).
+    session_secret: str | None = field(default=None, repr=False)
+    pass_secret: str | None = field(default=None, repr=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     room_code: RoomCode | None = None
     participant_id: ParticipantId | None = None
+    # Which taking of the seat this connection is (see RoomService.disconnect).
+    epoch: int | None = None
     malformed: int = 0
     rate_strikes: int = 0
 
 
 def participant_views(state: RoomState) -> list[m.ParticipantView]:
+    """Everyone past the lobby (waiting patients are seen by clinicians only)."""
     return [
         m.ParticipantView(
             id=p.id,
@@ -56,14 +118,21 @@ def participant_views(state: RoomState) -> list[m.ParticipantView]:
             audio_on=p.audio_on,
             video_on=p.video_on,
             connected=not p.away,
+            role="clinician" if p.role is SeatRole.CLINICIAN else "patient",
         )
         for p in state.participants
+        if p.place is not Place.LOBBY
     ]
 
 
 def channel(code: str) -> str:
-    """The socket.io fan-out channel of a room (not the domain room)."""
+    """The socket.io fan-out channel of a room's session (not the domain room)."""
     return f"room:{code}"
+
+
+def clinician_channel(code: str) -> str:
+    """The fan-out channel of a room's clinicians (the lobby is shown there)."""
+    return f"clinicians:{code}"
 
 
 class SignallingServer:
@@ -75,6 +144,10 @@ class SignallingServer:
         self._connections: dict[ConnectionId, Connection] = {}
         self._sid_by_participant: dict[ParticipantId, ConnectionId] = {}
         self._rooms: RoomService | None = None
+        self._entry: EntryPolicy | None = None
+        self._audit: AuditSink | None = None
+        # A clinician's message to a patient they deny, until the denial goes out.
+        self._deny_messages: dict[ParticipantId, str] = {}
         self._tasks = TaskOwner("signalling")
         self._closed = False
         self.sio = socketio.AsyncServer(
@@ -96,9 +169,50 @@ class SignallingServer:
         """Add the socket.io endpoint to ``app`` (before it starts)."""
         self.sio.attach(app, socketio_path="socket.io")
 
-    def attach_rooms(self, rooms: RoomService) -> None:
-        """Connect the room service once it exists (at application start-up)."""
+    def attach_services(self, rooms: RoomService, entry: EntryPolicy, audit: AuditSink) -> None:
+        """Connect the services once they exist (at application start-up)."""
         self._rooms = rooms
+        self._entry = entry
+        self._audit = audit
+        self._tasks.spawn(self._keep_sign_ins_fresh(), "sign-in-refresh")
+
+    async def _keep_sign_ins_fresh(self) -> None:
+        """A clinician in a call makes no page requests; their seat counts as activity,
+        so their sign-in does not idle out mid-session (and a reconnect can still join).
+        A connection whose sign-in or pass has ended meanwhile is closed."""
+        interval = min(60.0, max(5.0, self._settings.login_idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            for connection in list(self._connections.values()):
+                if connection.participant_id is None or self._entry is None:
+                    continue
+                try:
+                    principal = await self._entry.resolve(
+                        connection.session_secret, connection.pass_secret
+                    )
+                except Exception:
+                    log.exception("sign-in refresh failed", extra={"sid": connection.sid})
+                    continue
+                if principal is None:
+                    await self.end_connections(connection.principal.key, "signed_out")
+
+    async def end_connections(
+        self, key: str, reason: str, session_secret: str | None = None
+    ) -> None:
+        """Close every connection of the person ``key`` (only those with that sign-in
+        secret, if given), ending their seats: after a sign-out, a password reset, or
+        a sign-in that ran out."""
+        for connection in list(self._connections.values()):
+            if connection.principal.key != key:
+                continue
+            if session_secret is not None and connection.session_secret != session_secret:
+                continue
+            closed = m.ClosedEvent(reason=reason, message="You have been signed out.")
+            await self.sio.emit("closed", closed.model_dump(mode="json"), to=connection.sid)
+            self._connections.pop(connection.sid, None)
+            async with connection.lock:
+                await self._release_seat(connection, LeaveReason.LEFT)
+            self._tasks.spawn(self._disconnect_after_ack(connection.sid), "signed-out")
 
     def connection_count(self) -> int:
         return len(self._connections)
@@ -106,11 +220,22 @@ class SignallingServer:
     # ---- socket.io handlers ------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        if self._closed:
-            return False  # shutting down: refuse new connections
+        if self._closed or self._entry is None:
+            return False  # shutting down (or not started): refuse new connections
+        cookies = cookies_of(environ)
+        session_secret, pass_secret = cookies.get(SESSION_COOKIE), cookies.get(PASS_COOKIE)
+        principal = await self._entry.resolve(session_secret, pass_secret)
+        if principal is None:
+            # Reaches the client as connect_error {message, data: {code}}.
+            raise socketio.exceptions.ConnectionRefusedError(
+                "Please open your invite link or sign in.", {"code": "not_signed_in"}
+            )
         connection_id = ConnectionId(sid)
         self._connections[connection_id] = Connection(
             sid=connection_id,
+            principal=principal,
+            session_secret=session_secret,
+            pass_secret=pass_secret,
             bucket=TokenBucket(
                 self._settings.messages_per_second, self._settings.message_burst, self._clock
             ),
@@ -142,6 +267,9 @@ class SignallingServer:
         request = await self._parse(connection, event, args)
         if isinstance(request, dict):
             return request
+        action = event_action(event, connection.principal)
+        if action is None or not allowed(connection.principal.role, action):
+            return acks.error(acks.NOT_ALLOWED, "You are not allowed to do that.")
         async with connection.lock:
             try:
                 return await self._dispatch(connection, event, request)
@@ -214,7 +342,7 @@ class SignallingServer:
         rooms = self._rooms
         if rooms is None:
             return acks.error(acks.INTERNAL_ERROR, "The server is not ready.")
-        if isinstance(request, m.JoinRequest | m.ResumeRequest):
+        if isinstance(request, m.JoinRequest):
             return await self._join(connection, request, rooms)
         code, pid = connection.room_code, connection.participant_id
         if code is None or pid is None:
@@ -237,45 +365,130 @@ class SignallingServer:
         if isinstance(request, m.LeaveRequest):
             await self._release_seat(connection, LeaveReason.LEFT)
             return acks.ok(m.Empty())
+        if isinstance(request, m.AdmitRequest):
+            await rooms.admit(code, pid, ParticipantId(request.participant_id))
+            await self._record(connection, "admitted", request.participant_id, code)
+            return acks.ok(m.Empty())
+        if isinstance(request, m.AdmitAllRequest):
+            admitted = await rooms.admit_all(code, pid)
+            await self._record(connection, "admitted", None, code, count=admitted)
+            return acks.ok(m.AdmitAllResult(admitted=admitted))
+        if isinstance(request, m.DenyRequest):
+            denied = ParticipantId(request.participant_id)
+            self._deny_messages[denied] = " ".join(request.message.split())
+            try:
+                await rooms.deny(code, pid, denied)
+            finally:
+                self._deny_messages.pop(denied, None)
+            await self._record(connection, "denied", request.participant_id, code)
+            return acks.ok(m.Empty())
         return acks.error(acks.UNKNOWN_EVENT, "Unknown event.")  # pragma: no cover
 
     async def _join(
-        self, connection: Connection, request: m.JoinRequest | m.ResumeRequest, rooms: RoomService
+        self, connection: Connection, request: m.JoinRequest, rooms: RoomService
     ) -> dict[str, Any]:
-        """Take a new seat (join) or a held one back (resume) for this connection."""
+        """Enter the room as the connection's principal: a new seat, or back into the
+        one still held for them (a reconnect or another device)."""
         if connection.participant_id is not None:
             return acks.error(acks.ALREADY_JOINED, "This connection already has a seat.")
+        if self._entry is None:  # pragma: no cover - connect refuses before start-up
+            return acks.error(acks.INTERNAL_ERROR, "The server is not ready.")
         code = RoomCode(request.room_code)
-        # Enter the fan-out channel first so no roster change after the seat is missed.
-        await self.sio.enter_room(connection.sid, channel(code))
+        # Checked again: the account may have been disabled, the invite withdrawn or
+        # replaced on another device since the socket connected.
+        principal = await self._entry.resolve(connection.session_secret, connection.pass_secret)
+        if principal is None:
+            return acks.error(
+                acks.NOT_ALLOWED, "Your sign-in or invite is no longer valid. Please open it again."
+            )
+        connection.principal = principal
+        entrant = await self._entry.entrant(principal, code)
+        # Clinicians enter the fan-out channels first so no change after the seat is
+        # missed; a patient hears nothing of the session until admitted (the ack of a
+        # returning patient carries the roster, and the channel follows at once).
+        channels = []
+        if entrant.role is SeatRole.CLINICIAN:
+            channels = [channel(code), clinician_channel(code)]
+        for name in channels:
+            await self.sio.enter_room(connection.sid, name)
         try:
-            if isinstance(request, m.ResumeRequest):
-                pid = ParticipantId(request.participant_id)
-                outcome = await rooms.resume(code, pid, request.resume_token)
-            else:
-                outcome = await rooms.join(code, request.display_name)
+            outcome = await rooms.enter(code, entrant)
         except BaseException:
-            await self.sio.leave_room(connection.sid, channel(code))
+            for name in channels:
+                await self.sio.leave_room(connection.sid, name)
             raise
         pid = outcome.participant.id
+        if await self._entry.resolve(connection.session_secret, connection.pass_secret) is None:
+            # Disabled or withdrawn while the seat was being taken: it ends at once.
+            for name in channels:
+                await self.sio.leave_room(connection.sid, name)
+            await rooms.leave(code, pid, LeaveReason.REVOKED)
+            return acks.error(acks.NOT_ALLOWED, "Your sign-in or invite is no longer valid.")
+        waiting = outcome.participant.place is Place.LOBBY
+        if not waiting and not channels:
+            await self.sio.enter_room(connection.sid, channel(code))
         previous = self._sid_by_participant.get(pid)
         if previous is not None and previous != connection.sid:
             await self._seat_moved(previous)
         connection.room_code = code
         connection.participant_id = pid
+        connection.epoch = outcome.epoch
         self._sid_by_participant[pid] = connection.sid
-        event = "resumed" if isinstance(request, m.ResumeRequest) else "joined"
-        log.info(event, extra={"room": code, "participant": pid})
+        log.info(
+            "returned" if outcome.returned else ("knocked" if waiting else "joined"),
+            extra={"room": code, "participant": pid},
+        )
+        if entrant.role is SeatRole.CLINICIAN:
+            self._emit_soon("lobby", self._lobby_view(code, outcome.state), connection.sid)
         return acks.ok(
             m.JoinResult(
                 participant_id=pid,
-                resume_token=outcome.resume_token,
+                role="clinician" if entrant.role is SeatRole.CLINICIAN else "patient",
+                place="lobby" if waiting else "plenary",
+                returned=outcome.returned,
                 reconnect_grace_seconds=self._settings.reconnect_grace,
                 room_name=outcome.room.name,
                 participant_limit=outcome.state.participant_limit,
-                participants=participant_views(outcome.state),
+                participants=[] if waiting else participant_views(outcome.state),
             )
         )
+
+    async def _record(
+        self,
+        connection: Connection,
+        action: str,
+        target: str | None,
+        code: RoomCode,
+        count: int | None = None,
+    ) -> None:
+        if self._audit is None:
+            return
+        details: dict[str, str | int | float | bool | None] = {"room": code}
+        if count is not None:
+            details["count"] = count
+        try:
+            await self._audit.record(
+                action, actor=connection.principal.user_id, target=target, details=details
+            )
+        except Exception:
+            log.exception("audit entry not written", extra={"action": action})
+
+    def _lobby_view(self, code: RoomCode, state: RoomState) -> m.LobbyEvent:
+        waiting = []
+        for p in state.waiting():
+            key = self._rooms.seat_key(code, p.id) if self._rooms is not None else None
+            check_in = self._entry.check_in(key) if self._entry and key else None
+            waiting.append(
+                m.WaitingView(
+                    id=p.id,
+                    display_name=p.display_name,
+                    waiting_since=p.joined_at,
+                    connected=not p.away,
+                    location=None if check_in is None else check_in.location,
+                    emergency_contact=None if check_in is None else check_in.emergency_contact,
+                )
+            )
+        return m.LobbyEvent(waiting=waiting)
 
     async def _seat_moved(self, sid: ConnectionId) -> None:
         """The seat was taken back from another connection: that one loses it and closes."""
@@ -302,7 +515,7 @@ class SignallingServer:
             return
         del self._sid_by_participant[pid]
         if reason is None:
-            await self._rooms.disconnect(code, pid)
+            await self._rooms.disconnect(code, pid, connection.epoch)
             log.info("away", extra={"room": code, "participant": pid})
         else:
             await self._rooms.leave(code, pid, reason)
@@ -316,13 +529,49 @@ class SignallingServer:
         if code is None:
             return None
         await self.sio.leave_room(connection.sid, channel(code))
+        await self.sio.leave_room(connection.sid, clinician_channel(code))
         return None if pid is None else (code, pid)
 
     # ---- outbound: room observer and media callbacks --------------------------------
 
     async def room_changed(self, room_code: str, state: RoomState, events: Sequence[Event]) -> None:
+        code = RoomCode(room_code)
+        for event in events:
+            if isinstance(event, ParticipantAdmitted):
+                await self._admitted(code, event.participant_id, state)
+            elif isinstance(event, ParticipantLeft):
+                self._forget_check_in(code, event.participant_id)
+                await self._ended_by_others(event.participant_id, event.reason)
         roster = m.RosterEvent(participants=participant_views(state))
-        await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(room_code))
+        await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(code))
+        lobby = self._lobby_view(code, state)
+        await self.sio.emit("lobby", lobby.model_dump(mode="json"), to=clinician_channel(code))
+
+    async def _admitted(self, code: RoomCode, pid: ParticipantId, state: RoomState) -> None:
+        sid = self._sid_by_participant.get(pid)
+        if sid is None:
+            return  # away: they get the session on their next join
+        await self.sio.enter_room(sid, channel(code))
+        event = m.AdmittedEvent(participants=participant_views(state))
+        await self.sio.emit("admitted", event.model_dump(mode="json"), to=sid)
+
+    def _forget_check_in(self, code: RoomCode, pid: ParticipantId) -> None:
+        key = self._rooms.seat_key(code, pid) if self._rooms is not None else None
+        if key is not None and self._entry is not None:
+            self._entry.forget_check_in(key)
+
+    async def _ended_by_others(self, pid: ParticipantId, reason: LeaveReason) -> None:
+        """A seat ended while a connection still held it (its own leave unmaps it
+        first): tell that connection why, take it off the room's channels, close it."""
+        sid = self._sid_by_participant.pop(pid, None)
+        connection = self._connections.get(sid) if sid is not None else None
+        if sid is None or connection is None:
+            return
+        await self._unmap(connection)
+        message = self._deny_messages.get(pid) or ENDED_BY_OTHERS[reason]
+        closed = m.ClosedEvent(reason=reason.value, message=message)
+        await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
+        self._tasks.spawn(self._disconnect_after_ack(sid), "ended-by-others")
 
     async def media_lost(self, room_code: str, pid: ParticipantId) -> None:
         sid = self._sid_by_participant.get(pid)

@@ -19,9 +19,12 @@ from telecircle.domain.commands import LeaveReason
 from telecircle.domain.events import (
     Event,
     MediaChanged,
+    ParticipantAdmitted,
     ParticipantAway,
     ParticipantBack,
+    ParticipantDenied,
     ParticipantJoined,
+    ParticipantKnocked,
     ParticipantLeft,
 )
 from telecircle.domain.ids import ParticipantId
@@ -65,6 +68,12 @@ def decode_event(kind: str, at: float, payload: Mapping[str, Any]) -> Event:
     participant_id = ParticipantId(str(payload["participant_id"]))
     if kind == ParticipantJoined.kind:
         return ParticipantJoined(participant_id, str(payload["display_name"]), at)
+    if kind == ParticipantKnocked.kind:
+        return ParticipantKnocked(participant_id, str(payload["display_name"]), at)
+    if kind == ParticipantAdmitted.kind:
+        return ParticipantAdmitted(participant_id, ParticipantId(str(payload["by"])), at)
+    if kind == ParticipantDenied.kind:
+        return ParticipantDenied(participant_id, ParticipantId(str(payload["by"])), at)
     if kind == ParticipantLeft.kind:
         return ParticipantLeft(participant_id, LeaveReason(payload["reason"]), at)
     if kind == MediaChanged.kind:

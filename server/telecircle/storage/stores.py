@@ -23,7 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telecircle.domain.commands import LeaveReason
-from telecircle.domain.events import Event, ParticipantJoined, ParticipantLeft
+from telecircle.domain.events import (
+    Event,
+    ParticipantAdmitted,
+    ParticipantJoined,
+    ParticipantKnocked,
+    ParticipantLeft,
+)
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId
 from telecircle.storage.codec import (
     decode_event,
@@ -388,7 +394,12 @@ async def _append(
             )
         )
         if isinstance(event, ParticipantJoined):
-            await _project_join(conn, session_id, event)
+            await _store_participant(conn, session_id, event)
+            await _open_attendance(conn, session_id, event.participant_id, event.at)
+        elif isinstance(event, ParticipantKnocked):
+            await _store_participant(conn, session_id, event)
+        elif isinstance(event, ParticipantAdmitted):
+            await _open_attendance(conn, session_id, event.participant_id, event.at)
         elif isinstance(event, ParticipantLeft):
             await _project_leave(conn, session_id, event)
         stored.append(
@@ -403,15 +414,23 @@ async def _append(
     return stored
 
 
-async def _project_join(
-    conn: AsyncConnection, session_id: SessionId, event: ParticipantJoined
+async def _store_participant(
+    conn: AsyncConnection, session_id: SessionId, event: ParticipantJoined | ParticipantKnocked
 ) -> None:
+    """The participant's row, the first time they appear in the session (a seat that
+    ended and is taken again is open again)."""
     owner = (
         await conn.execute(
             select(ParticipantRow.session_id).where(ParticipantRow.id == event.participant_id)
         )
     ).scalar_one_or_none()
-    if owner is None:
+    if owner == session_id:
+        await conn.execute(
+            update(ParticipantRow)
+            .where(ParticipantRow.id == event.participant_id)
+            .values(left_at=None)
+        )
+    elif owner is None:
         await conn.execute(
             insert(ParticipantRow).values(
                 id=event.participant_id,
@@ -422,21 +441,34 @@ async def _project_join(
         )
     elif owner != session_id:
         raise InconsistentEvents(f"participant {event.participant_id} belongs to another session")
+
+
+async def _open_attendance(
+    conn: AsyncConnection, session_id: SessionId, participant_id: ParticipantId, at: float
+) -> None:
+    """Start an attendance interval (entering the session, not the lobby)."""
+    seat = (
+        await conn.execute(
+            select(ParticipantRow.session_id, ParticipantRow.left_at).where(
+                ParticipantRow.id == participant_id
+            )
+        )
+    ).one_or_none()
+    if seat is None or seat.session_id != session_id or seat.left_at is not None:
+        raise InconsistentEvents(f"participant {participant_id} is not in this session")
     present = (
         await conn.execute(
             select(AttendanceRow.id).where(
-                AttendanceRow.participant_id == event.participant_id,
+                AttendanceRow.participant_id == participant_id,
                 AttendanceRow.left_at.is_(None),
             )
         )
     ).first()
     if present is not None:
-        raise InconsistentEvents(f"participant {event.participant_id} joined twice")
+        raise InconsistentEvents(f"participant {participant_id} joined twice")
     await conn.execute(
         insert(AttendanceRow).values(
-            session_id=session_id,
-            participant_id=event.participant_id,
-            joined_at=to_utc(event.at),
+            session_id=session_id, participant_id=participant_id, joined_at=to_utc(at)
         )
     )
 
@@ -444,7 +476,20 @@ async def _project_join(
 async def _project_leave(
     conn: AsyncConnection, session_id: SessionId, event: ParticipantLeft
 ) -> None:
-    result = await conn.execute(
+    """End the seat (once) and its open attendance interval, if it has one: someone
+    who only waited in the lobby leaves without attendance."""
+    ended = await conn.execute(
+        update(ParticipantRow)
+        .where(
+            ParticipantRow.id == event.participant_id,
+            ParticipantRow.session_id == session_id,
+            ParticipantRow.left_at.is_(None),
+        )
+        .values(left_at=to_utc(event.at))
+    )
+    if ended.rowcount != 1:
+        raise InconsistentEvents(f"participant {event.participant_id} left while absent")
+    await conn.execute(
         update(AttendanceRow)
         .where(
             AttendanceRow.session_id == session_id,
@@ -453,18 +498,17 @@ async def _project_leave(
         )
         .values(left_at=to_utc(event.at), leave_reason=event.reason.value)
     )
-    if result.rowcount != 1:
-        raise InconsistentEvents(f"participant {event.participant_id} left while absent")
 
 
 async def _close_session(
     conn: AsyncConnection, session_id: SessionId, now: float, reason: LeaveReason
 ) -> None:
+    # Everyone whose seat had not ended: in the session or still in the lobby.
     present = (
         await conn.execute(
-            select(AttendanceRow.participant_id)
-            .where(AttendanceRow.session_id == session_id, AttendanceRow.left_at.is_(None))
-            .order_by(AttendanceRow.joined_at, AttendanceRow.id)
+            select(ParticipantRow.id)
+            .where(ParticipantRow.session_id == session_id, ParticipantRow.left_at.is_(None))
+            .order_by(ParticipantRow.first_joined_at, ParticipantRow.id)
         )
     ).scalars()
     leaves = [ParticipantLeft(ParticipantId(pid), reason, now) for pid in present]

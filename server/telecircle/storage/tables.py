@@ -132,6 +132,8 @@ class ParticipantRow(Base):
     # Who the seat belongs to: a clinician's account or a patient's redeemed invite.
     user_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     pass_id: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    # When the seat ended (a seat ends once; from the lobby, too, without attendance).
+    left_at: Mapped[datetime | None]
 
 
 class AttendanceRow(Base):

@@ -242,6 +242,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_consents_pass_id"), "consents", ["pass_id"], unique=False)
     op.add_column("participants", sa.Column("user_id", sa.String(length=64), nullable=True))
     op.add_column("participants", sa.Column("pass_id", sa.String(length=64), nullable=True))
+    op.add_column("participants", sa.Column("left_at", _utc(), nullable=True))
     op.add_column("rooms", sa.Column("recording_consent_required", sa.Boolean(), nullable=True))
     op.add_column("rooms", sa.Column("notes_retention_days", sa.Integer(), nullable=True))
 
@@ -251,6 +252,7 @@ def downgrade() -> None:
         rooms.drop_column("notes_retention_days")
         rooms.drop_column("recording_consent_required")
     with op.batch_alter_table("participants") as participants:
+        participants.drop_column("left_at")
         participants.drop_column("pass_id")
         participants.drop_column("user_id")
     for table in NEW_TABLES:
