@@ -65,31 +65,6 @@ def test_unreadable_settings_file_is_reported(
         load_settings()
 
 
-def test_room_create_prints_an_unguessable_join_url(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = str(tmp_path / "data")
-    assert main(["--data-dir", data, "room", "create", "Tuesday group", "--limit", "8"]) == 0
-    first = capsys.readouterr().out.strip().splitlines()[-1]
-    assert main(["--data-dir", data, "room", "create", "Tuesday group"]) == 0
-    second = capsys.readouterr().out.strip().splitlines()[-1]
-    assert first.startswith("http://127.0.0.1:8080/r/")
-    assert first != second
-    assert len(first.rsplit("/", 1)[1]) >= 22  # 128 bits, URL-safe
-    assert main(["--data-dir", data, "room", "list"]) == 0
-    listing = capsys.readouterr().out
-    assert first in listing and second in listing and "\t8\t" in listing
-
-
-@pytest.mark.parametrize("limit", ["1", "13"])
-def test_room_limit_outside_the_ceiling_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: str
-) -> None:
-    code = main(["--data-dir", str(tmp_path), "room", "create", "G", "--limit", limit])
-    assert code == 2
-    assert "ceiling" in capsys.readouterr().err
-
-
 def test_bad_configuration_stops_the_command_with_exit_code_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -102,7 +77,7 @@ def test_unknown_settings_are_warned_about(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TELECIRCLE_PROT", "8081")
-    assert main(["--data-dir", str(tmp_path), "room", "list"]) == 0
+    assert main(["--data-dir", str(tmp_path), "db", "upgrade"]) == 0
     assert "TELECIRCLE_PROT is not a Telecircle setting" in capsys.readouterr().err
 
 

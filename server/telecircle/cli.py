@@ -1,4 +1,4 @@
-"""The ``telecircle`` command line: serve, room create/list, db upgrade.
+"""The ``telecircle`` command line: serve, db upgrade, audit verify.
 
 Options given on the command line take precedence over ``TELECIRCLE_*`` environment
 variables, which take precedence over the optional settings file.
@@ -14,10 +14,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from telecircle.config import ConfigError, Settings, load_settings, unknown_environment_settings
-from telecircle.domain.ids import new_room_code
 from telecircle.logs import configure_logging
-from telecircle.storage import migrations, stores
-from telecircle.storage.database import open_database
+from telecircle.storage import migrations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,19 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", help="base URL for links (TELECIRCLE_PUBLIC_URL)")
     serve.add_argument("--log-level", default="INFO")
 
-    room = commands.add_parser("room", help="manage rooms").add_subparsers(
-        dest="room_command", required=True
-    )
-    create = room.add_parser("create", help="create a room and print its join URL")
-    create.add_argument("name")
-    create.add_argument("--limit", type=int, help="participant limit (default: configured)")
-    create.add_argument("--public-url", help="base URL for the printed link")
-    room.add_parser("list", help="list rooms and their join URLs")
-
     db = commands.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True
     )
     db.add_parser("upgrade", help="apply migrations up to the newest")
+
+    audit = commands.add_parser("audit", help="the audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit.add_parser("verify", help="check the audit log's hash chain and signed head")
     return parser
 
 
@@ -67,10 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         configure_logging(args.log_level)
         return serve(settings)
-    if args.command == "room" and args.room_command == "create":
-        return asyncio.run(create_room(settings, args.name, args.limit))
-    if args.command == "room":
-        return asyncio.run(list_rooms(settings))
+    if args.command == "audit":
+        return asyncio.run(verify_audit_log(settings))
     return asyncio.run(upgrade(settings))
 
 
@@ -78,6 +70,7 @@ def serve(settings: Settings) -> int:
     from telecircle.web.app import create_app  # heavy imports (aiortc) only when serving
 
     app = create_app(settings)
+    app.on_startup.append(print_setup_link)
     print(f"Telecircle listening on {settings.effective_public_url}", flush=True)
     web.run_app(
         app,
@@ -90,49 +83,58 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+async def print_setup_link(app: web.Application) -> None:
+    """First run: no administrator yet, so print a one-time link to create one (on the
+    console, never in the logs). Each start prints a fresh link and voids older ones."""
+    from telecircle.web.keys import ACCOUNTS, SETTINGS
+
+    token = await app[ACCOUNTS].create_setup_link()
+    if token is None:
+        return
+    settings = app[SETTINGS]
+    minutes = int(settings.setup_link_ttl // 60)
+    print(
+        "No administrator exists yet. Open this one-time link within "
+        f"{minutes} minutes to create one:\n"
+        f"  {settings.effective_public_url}/setup/{token}",
+        flush=True,
+    )
+
+
+async def verify_audit_log(settings: Settings) -> int:
+    """Check the audit log's chain and its authenticated head: 0 intact, 1 tampered,
+    2 when the key file is missing or unsafe (it is never created here)."""
+    from telecircle.crypto.server_key import AUDIT_HEAD, ServerKeyError, load_server_key
+    from telecircle.services.audit import AuditLog
+    from telecircle.services.clock import SystemClock
+    from telecircle.storage import audit_store
+    from telecircle.storage.database import open_database
+
+    try:
+        key = load_server_key(settings.effective_server_key_file).derive(AUDIT_HEAD)
+    except ServerKeyError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    await migrations.upgrade(settings.effective_database_url)
+    db = await open_database(settings.effective_database_url)
+    try:
+        problems = await AuditLog(db, key, SystemClock()).verify()
+        head = await audit_store.read_head(db)
+    finally:
+        await db.close()
+    if problems:
+        print("Audit log verification FAILED:")
+        for problem in problems:
+            print(f"  {problem.problem}")
+        return 1
+    count = 0 if head is None else head.seq
+    print(f"Audit log intact: {count} entries, head at seq {count}.")
+    return 0
+
+
 async def upgrade(settings: Settings) -> int:
     await migrations.upgrade(settings.effective_database_url)
     print("Database is up to date.")
-    return 0
-
-
-async def create_room(settings: Settings, name: str, limit: int | None) -> int:
-    name = " ".join(name.split())
-    if not name or len(name) > 120:
-        print("Room names must be 1 to 120 characters.", file=sys.stderr)
-        return 2
-    limit = settings.default_room_limit if limit is None else limit
-    if not 2 <= limit <= settings.room_limit_ceiling:
-        print(
-            f"--limit must be between 2 and the server's ceiling "
-            f"({settings.room_limit_ceiling}, TELECIRCLE_ROOM_LIMIT_CEILING).",
-            file=sys.stderr,
-        )
-        return 2
-    await migrations.upgrade(settings.effective_database_url)
-    db = await open_database(settings.effective_database_url)
-    try:
-        room = await stores.create_room(db, name, limit, new_room_code())
-    finally:
-        await db.close()
-    print(f"Created room {room.name!r} (limit {room.participant_limit}). Join URL:")
-    print(f"{settings.effective_public_url}/r/{room.code}")
-    return 0
-
-
-async def list_rooms(settings: Settings) -> int:
-    await migrations.upgrade(settings.effective_database_url)
-    db = await open_database(settings.effective_database_url)
-    try:
-        rooms = await stores.list_rooms(db)
-    finally:
-        await db.close()
-    if not rooms:
-        print('No rooms yet. Create one with: telecircle room create "Group name"')
-    for room in rooms:
-        print(
-            f"{settings.effective_public_url}/r/{room.code}\t{room.participant_limit}\t{room.name}"
-        )
     return 0
 
 

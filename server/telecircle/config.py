@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,6 +135,9 @@ class Settings(BaseSettings):
     invite_default_ttl: float = Field(
         86400.0, gt=0, description="Lifetime of an invite made without a scheduled session."
     )
+    group_invite_passes: int = Field(
+        50, ge=1, le=1000, description="Most patients one group invite link can admit."
+    )
     password_min_length: int = Field(12, ge=8, le=128, description="Shortest password allowed.")
     lobby_limit: int = Field(
         20, ge=1, le=100, description="Most people waiting in one room's lobby at once."
@@ -142,6 +146,11 @@ class Settings(BaseSettings):
         (),
         description="Addresses of reverse proxies whose X-Forwarded-For is believed "
         "(comma-separated in the environment). Empty: the TCP peer is the client.",
+    )
+    time_zone: str = Field(
+        "UTC",
+        description="IANA time zone (e.g. Europe/Berlin) in which clinicians enter and "
+        "read session times.",
     )
     secure_cookies: bool = Field(
         False,
@@ -186,6 +195,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{address!r} is not an IP address") from None
         return value
 
+    @field_validator("time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known IANA time zone") from None
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -210,6 +228,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'telecircle.db').resolve()}"
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Cookies are Secure when configured so, or when the public URL is HTTPS."""
+        return self.secure_cookies or self.effective_public_url.startswith("https://")
 
     @property
     def effective_server_key_file(self) -> Path:

@@ -10,27 +10,48 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
 from aiohttp import web
 
 from telecircle.config import Settings
-from telecircle.domain.ids import ParticipantId, RoomCode
+from telecircle.crypto.passwords import PasswordHasher
+from telecircle.crypto.server_key import load_or_create_server_key
+from telecircle.domain.access import Action
+from telecircle.domain.commands import LeaveReason
+from telecircle.domain.ids import ParticipantId, RoomCode, RoomId
 from telecircle.logs import quiet_third_party_loggers
 from telecircle.media.sfu import MediaSettings, Sfu
 from telecircle.runtime import tune_garbage_collector
+from telecircle.services.accounts import AccountService
+from telecircle.services.audit import AuditLog
+from telecircle.services.checkins import CheckIns
 from telecircle.services.clock import Clock, SystemClock
+from telecircle.services.entry import EntryPolicy, patient_key, user_key
+from telecircle.services.invites import InviteService
+from telecircle.services.organisation import Organisation
 from telecircle.services.ports import MediaRouting
+from telecircle.services.ratelimit import AttemptLimiter
 from telecircle.services.rooms import RoomService
 from telecircle.services.watchdog import LoopWatchdog
 from telecircle.signalling.server import SignallingServer
-from telecircle.storage import migrations
+from telecircle.storage import invites_store, migrations, stores
 from telecircle.storage.database import open_database
-from telecircle.web import pages
+from telecircle.web import account_pages, admin_pages, clinic_pages, pages, patient_pages
+from telecircle.web.identity import Identity, guard
 from telecircle.web.keys import (
+    ACCOUNTS,
+    AUDIT,
+    CHECKINS,
     CLOCK,
+    CSRF_KEY,
     DATABASE,
+    HASHER,
+    INVITE_LIMITER,
+    INVITES,
+    ORGANISATION,
     ROOMS,
     SETTINGS,
     SFU,
@@ -38,16 +59,22 @@ from telecircle.web.keys import (
     TEMPLATES,
     WATCHDOG,
 )
+from telecircle.web.render import message, sign_in_redirect
 from telecircle.web.security import security_headers
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+PATIENT_ACTIONS = frozenset({Action.PREPARE_TO_JOIN, Action.ENTER_AS_PATIENT})
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     quiet_third_party_loggers()
-    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[security_headers, guard(_deny, ("/socket.io/", "/static/"))],
+        # Room for the largest form: a 20,000-character agreement in any script.
+        client_max_size=256 * 1024,
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app[TEMPLATES] = jinja2.Environment(
@@ -58,10 +85,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     signalling = SignallingServer(settings, app[CLOCK])
     app[SIGNALLING] = signalling
     signalling.attach(app)
-    app.router.add_get("/", pages.index)
-    app.router.add_get("/healthz", pages.healthz)
-    app.router.add_get("/r/{code}", pages.room_page)
-    app.router.add_post("/r/{code}/leave", pages.leave_beacon)
+    for module in (account_pages, admin_pages, clinic_pages, patient_pages, pages):
+        module.add_routes(app)
     if settings.webclient_dist.is_dir():
         app.router.add_static("/static/", settings.webclient_dist, follow_symlinks=False)
     else:
@@ -72,11 +97,62 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     return app
 
 
+async def _deny(
+    request: web.Request, identity: Identity, why: str, action: Action | None
+) -> web.StreamResponse:
+    """The guard's refusals: sign in first, not yours, or a form from elsewhere. The
+    ``X-Telecircle-Refused`` header names which (for tests and diagnostics)."""
+    response: web.StreamResponse
+    if why == "sign_in" and action in PATIENT_ACTIONS:
+        # A patient whose pass has ended (expired, withdrawn, opened on another device)
+        # has no account to sign in to.
+        response = message(
+            request,
+            "Please open your invite link again",
+            "Your access to this page has ended. Open the link your therapist sent you "
+            "again, or ask them for a new one.",
+            status=401,
+        )
+    elif why == "sign_in" and request.method == "GET":
+        response = sign_in_redirect(request)
+    elif why == "csrf":
+        response = message(
+            request,
+            "Please try again",
+            "This form was sent from an old or foreign page. Go back, reload, and try again.",
+            status=403,
+        )
+    elif why == "sign_in":
+        response = message(request, "Please sign in", "Sign in first.", status=401)
+    else:
+        response = message(
+            request, "Not available", "Your account cannot open this page.", status=403
+        )
+    response.headers["X-Telecircle-Refused"] = why
+    return response
+
+
 async def _start(app: web.Application) -> None:
     settings = app[SETTINGS]
+    clock = app[CLOCK]
+    server_key = load_or_create_server_key(settings.effective_server_key_file)
     await migrations.upgrade(settings.effective_database_url)
     database = await open_database(settings.effective_database_url)
     app[DATABASE] = database
+    audit = AuditLog(database, server_key.derive("audit-head"), clock)
+    app[AUDIT] = audit
+    app[HASHER] = PasswordHasher()
+    accounts = AccountService(database, clock, audit, app[HASHER], settings)
+    app[ACCOUNTS] = accounts
+    invites = InviteService(database, clock, audit, server_key.derive("invite-signing"), settings)
+    app[INVITES] = invites
+    organisation = Organisation(database, clock, audit, settings)
+    app[ORGANISATION] = organisation
+    app[CHECKINS] = CheckIns(clock)
+    app[CSRF_KEY] = server_key.derive("csrf")
+    app[INVITE_LIMITER] = AttemptLimiter(
+        settings.invite_redemptions_per_window, settings.invite_window, clock
+    )
     sfu = Sfu(MediaSettings.from_settings(settings))
     sfu.install()
     app[SFU] = sfu
@@ -88,23 +164,50 @@ async def _start(app: web.Application) -> None:
 
         return sfu.room(code, on_slots=signalling.slots_changed, on_path_lost=path_lost)
 
+    async def limit_of(room_id: RoomId) -> int:
+        room = await stores.get_room(database, room_id)
+        if room is None:
+            return settings.default_room_limit
+        return await organisation.effective_limit(room)
+
     rooms = RoomService(
         database,
-        app[CLOCK],
+        clock,
         media_for,
         signalling,
-        settings.room_limit_ceiling,
+        limit_of,
         settings.reconnect_grace,
+        settings.lobby_limit,
     )
     app[ROOMS] = rooms
-    signalling.attach_rooms(rooms)
+    entry = EntryPolicy(database, accounts, invites, app[CHECKINS])
+    signalling.attach_services(rooms, entry, audit)
+    _end_seats_of_lost_access(app)
     await rooms.recover_after_crash()
+    await organisation.agreement()  # version 1 exists before anyone is asked to accept it
     watchdog = LoopWatchdog()
     watchdog.start()
     app[WATCHDOG] = watchdog
     if settings.tune_garbage_collector:
         tune_garbage_collector()
     log.info("started")
+
+
+def _end_seats_of_lost_access(app: web.Application) -> None:
+    """A disabled account, or a withdrawn invite, ends its live seats at once."""
+    rooms, database = app[ROOMS], app[DATABASE]
+
+    async def account_disabled(user_id: str) -> None:
+        await rooms.remove_person(user_key(user_id), LeaveReason.REVOKED)
+
+    async def passes_revoked(pass_ids: Sequence[str]) -> None:
+        for pass_id in pass_ids:
+            revoked = await invites_store.get_pass(database, pass_id)
+            if revoked is not None:
+                await rooms.remove_person(patient_key(revoked), LeaveReason.REVOKED)
+
+    app[ACCOUNTS].on_disabled(account_disabled)
+    app[INVITES].add_revocation_listener(passes_revoked)
 
 
 async def _stop_clients(app: web.Application) -> None:
@@ -124,6 +227,8 @@ async def _stop_services(app: web.Application) -> None:
         await app[WATCHDOG].close()
     if SFU in app:
         await app[SFU].close()
+    if HASHER in app:
+        app[HASHER].close()
     if DATABASE in app:
         await app[DATABASE].close()
     log.info("stopped")

@@ -6,8 +6,15 @@ import jinja2
 from aiohttp import web
 
 from telecircle.config import Settings
+from telecircle.crypto.passwords import PasswordHasher
 from telecircle.media.sfu import Sfu
+from telecircle.services.accounts import AccountService
+from telecircle.services.audit import AuditLog
+from telecircle.services.checkins import CheckIns
 from telecircle.services.clock import Clock
+from telecircle.services.invites import InviteService
+from telecircle.services.organisation import Organisation
+from telecircle.services.ratelimit import AttemptLimiter
 from telecircle.services.rooms import RoomService
 from telecircle.services.watchdog import LoopWatchdog
 from telecircle.signalling.server import SignallingServer
@@ -21,3 +28,13 @@ SFU = web.AppKey("sfu", Sfu)
 SIGNALLING = web.AppKey("signalling", SignallingServer)
 ROOMS = web.AppKey("rooms", RoomService)
 WATCHDOG = web.AppKey("watchdog", LoopWatchdog)
+AUDIT = web.AppKey("audit", AuditLog)
+ACCOUNTS = web.AppKey("accounts", AccountService)
+INVITES = web.AppKey("invites", InviteService)
+ORGANISATION = web.AppKey("organisation", Organisation)
+CHECKINS = web.AppKey("checkins", CheckIns)
+HASHER = web.AppKey("hasher", PasswordHasher)
+# Invite openings counted per client address (the invite service counts nothing).
+INVITE_LIMITER = web.AppKey("invite_limiter", AttemptLimiter)
+# Key for the CSRF tokens of patients and anonymous forms (derived from the server key).
+CSRF_KEY = web.AppKey("csrf_key", bytes)

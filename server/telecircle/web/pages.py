@@ -1,85 +1,43 @@
-"""HTML pages: the landing page, the room page, and friendly error pages."""
+"""The session page: the clinicians' entry (the patients' is in patient_pages)."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
-from telecircle.domain.ids import ParticipantId, RoomCode
-from telecircle.storage import stores
-from telecircle.web.keys import DATABASE, ROOMS, SETTINGS, TEMPLATES
+from telecircle.domain.access import Action
+from telecircle.domain.ids import RoomId
+from telecircle.errors import TelecircleError
+from telecircle.storage.stores import RoomRecord
+from telecircle.web.identity import current_user, requires
+from telecircle.web.keys import ORGANISATION
+from telecircle.web.render import refusal, render
 
 ROOM_CODE_MAX = 64
 
 
-def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    html = request.app[TEMPLATES].get_template(template).render(**context)
-    return web.Response(
-        text=html, content_type="text/html", status=status, headers={"Cache-Control": "no-store"}
-    )
-
-
-async def index(request: web.Request) -> web.Response:
-    return render(
-        request,
-        "message.html",
-        title="Telecircle",
-        heading="Telecircle is running",
-        body="To join a group, open the link your therapist sent you.",
-    )
-
-
-async def room_page(request: web.Request) -> web.Response:
-    code = request.match_info["code"]
-    room = None
-    if 0 < len(code) <= ROOM_CODE_MAX:
-        room = await stores.get_room_by_code(request.app[DATABASE], RoomCode(code))
-    if room is None:
-        return render(
-            request,
-            "message.html",
-            status=404,
-            title="No such room",
-            heading="No such room",
-            body="This link does not lead to a room. Please check the link, "
-            "or ask your therapist for a new one.",
-        )
-    settings = request.app[SETTINGS]
+def session_page(request: web.Request, room: RoomRecord, limit: int, role: str) -> web.Response:
+    """The call page: the webclient enters ``room`` as whoever the cookies say."""
     return render(
         request,
         "room.html",
+        title=room.name,
         room_code=room.code,
         room_name=room.name,
-        participant_limit=min(room.participant_limit, settings.room_limit_ceiling),
-        asset_version=asset_version(request),
+        participant_limit=limit,
+        role=role,
     )
 
 
-async def leave_beacon(request: web.Request) -> web.Response:
-    """``POST /r/{code}/leave`` — sent by a closing page with ``navigator.sendBeacon``,
-    body ``{"participant_id": ..., "resume_token": ...}``: its seat ends at once instead
-    of being held for the reconnect window. The token is the proof; 204 either way, so
-    the endpoint tells a prober nothing."""
+@requires(Action.ENTER_AS_CLINICIAN)
+async def clinician_room(request: web.Request) -> web.Response:
+    user = current_user(request)
+    organisation = request.app[ORGANISATION]
     try:
-        body = json.loads(await request.text())
-        pid = str(body["participant_id"])[:64]
-        token = str(body["resume_token"])[:128]
-    except (ValueError, KeyError, TypeError):
-        raise web.HTTPBadRequest(text="Expected participant_id and resume_token.") from None
-    code = RoomCode(request.match_info["code"][:ROOM_CODE_MAX])
-    await request.app[ROOMS].leave_with_token(code, ParticipantId(pid), token)
-    return web.Response(status=204)
+        room, _ = await organisation.require_room(user, RoomId(request.match_info["room_id"][:64]))
+    except TelecircleError as exc:
+        return refusal(request, exc)
+    return session_page(request, room, await organisation.effective_limit(room), "clinician")
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
-
-
-def asset_version(request: web.Request) -> str:
-    bundle = request.app[SETTINGS].webclient_dist / "app.js"
-    try:
-        return str(int(bundle.stat().st_mtime))
-    except OSError:
-        return "0"
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/room/{room_id}", clinician_room)
