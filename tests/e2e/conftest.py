@@ -1,9 +1,10 @@
-"""Fixtures for the browser tests: the real server as a subprocess, rooms, artifacts.
+"""Fixtures for the browser tests: the real server as a subprocess, a prepared clinic,
+artifacts.
 
 The server is started with ``telecircle serve`` from this virtual environment (or the
 command in ``TELECIRCLE_TEST_E2E_COMMAND``, split on spaces, for trying the tests against
-another build). Rooms are made with ``telecircle room create``, whose last stdout line is
-the join URL.
+another build), on an empty data folder: its first start prints the one-time setup link,
+which :mod:`tests.e2e.site` uses to walk first-run setup through the real pages.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.room_page import Browsers
+from tests.e2e.site import Administrator, Clinic, prepare_clinic, wait_for_setup_link
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -41,32 +46,20 @@ def telecircle_command() -> list[str]:
 class Server:
     base_url: str
     data_dir: Path
+    log: Path
 
-    def create_room(self, name: str, limit: int) -> str:
-        """Create a room with the CLI and return its join URL."""
-        result = subprocess.run(
-            [
-                *telecircle_command(),
-                "--data-dir",
-                str(self.data_dir),
-                "room",
-                "create",
-                name,
-                "--limit",
-                str(limit),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, f"room create failed: {result.stderr}"
-        lines = result.stdout.strip().splitlines()
-        assert lines, "room create printed nothing"
-        url = lines[-1].strip()
-        assert "/r/" in url, f"unexpected join URL line: {url!r}"
-        # Whatever base the CLI prints, the browsers talk to the test server.
-        return self.base_url + url[url.index("/r/") :]
+    def setup_link(self) -> str:
+        """The one-time first-run link the server printed when it started."""
+        return wait_for_setup_link(self.log)
+
+
+@dataclass(frozen=True)
+class Site:
+    """The server after first-run setup, with a signed-in therapist ("Alice")."""
+
+    server: Server
+    admin: Administrator
+    therapist: Clinic
 
 
 def _free_port() -> int:
@@ -125,12 +118,21 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Ite
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            # A short reconnect window so a vanished browser's seat frees within the test.
-            env={**os.environ, "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S)},
+            env={
+                **os.environ,
+                # A short reconnect window so a vanished browser's seat frees within the test.
+                "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S),
+                # Every test browser opens its invite from 127.0.0.1: more than the
+                # per-address limit meant for the public internet.
+                "TELECIRCLE_INVITE_REDEMPTIONS_PER_WINDOW": "1000",
+                # The setup link is printed on stdout: no buffering, so it is in the log
+                # as soon as the server is up.
+                "PYTHONUNBUFFERED": "1",
+            },
         )
     try:
         _wait_healthy(f"{base_url}/healthz", process, log)
-        yield Server(base_url=base_url, data_dir=data_dir)
+        yield Server(base_url=base_url, data_dir=data_dir, log=log)
     finally:
         process.terminate()
         try:
@@ -138,3 +140,20 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Ite
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def site(server: Server) -> Site:
+    """First-run setup done through the pages, and a therapist signed in."""
+    admin, therapist = prepare_clinic(server.base_url, server.log)
+    return Site(server=server, admin=admin, therapist=therapist)
+
+
+@pytest.fixture
+async def browsers(chromium_path: Path, tmp_path: Path) -> AsyncIterator[Browsers]:
+    async with AsyncExitStack() as stack:
+        pool = Browsers(chromium_path, tmp_path, stack)
+        try:
+            yield pool
+        finally:
+            await pool.close_all()

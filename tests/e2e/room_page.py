@@ -1,4 +1,5 @@
-"""Driving the Telecircle room page in headless Chromium, and fake-camera files.
+"""Driving Telecircle's pages in headless Chromium: the pre-join page, the call page
+(patient's waiting room, clinician's lobby panel, the grid), and fake-camera files.
 
 Chromium's fake camera shows the same picture in every browser, so each browser gets
 its own solid-colour Y4M file; a receiver then proves, by colour, whose video it decodes.
@@ -7,12 +8,17 @@ its own solid-colour Y4M file; a receiver then proves, by colour, whose video it
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from playwright.async_api import Browser, Page, Playwright
+from playwright.async_api import Browser, Locator, Page, Playwright, async_playwright
+
+if TYPE_CHECKING:
+    from playwright._impl._api_structures import SetCookieParam
 
 T = TypeVar("T")
 
@@ -50,12 +56,16 @@ def write_y4m(path: Path, rgb: RGB, width: int = 320, height: int = 240, frames:
     return path
 
 
-async def launch(playwright: Playwright, chromium: Path, camera_file: Path) -> Browser:
-    """One browser process per participant: the fake camera file is per process."""
+async def launch(
+    playwright: Playwright, chromium: Path, camera_file: Path, args: list[str] | None = None
+) -> Browser:
+    """One browser process per participant: the fake camera file is per process.
+    ``args`` replaces the default Chromium flags (e.g. to leave out the fake
+    permission prompt)."""
     return await playwright.chromium.launch(
         executable_path=str(chromium),
         headless=True,
-        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera_file}"],
+        args=[*(args or CHROMIUM_ARGS), f"--use-file-for-fake-video-capture={camera_file}"],
     )
 
 
@@ -133,6 +143,24 @@ RECORD_PEER_CONNECTIONS_JS = """
 })();
 """
 
+# Test-only: every screen the call page shows, in order (#app's data-state values).
+RECORD_STATES_JS = """
+(() => {
+  const states = [];
+  window.__telecircleTestStates = states;
+  document.addEventListener('DOMContentLoaded', () => {
+    const app = document.getElementById('app');
+    if (!app) return;
+    const note = () => {
+      const state = app.dataset.state;
+      if (states[states.length - 1] !== state) states.push(state);
+    };
+    note();
+    new MutationObserver(note).observe(app, { attributes: true, attributeFilter: ['data-state'] });
+  });
+})();
+"""
+
 # Inbound audio of a tile: packets received and decoded audio energy (the fake
 # microphone beeps, so energy grows only if real audio was decoded), or null.
 _TILE_AUDIO_JS = """
@@ -160,11 +188,10 @@ async (participantId) => {
 }
 """
 
-# Average colour of a tile's decoded video, or null until a frame has been decoded.
-_TILE_COLOUR_JS = """
-(participantId) => {
-  const tile = document.querySelector(`#tiles .tile[data-participant-id="${participantId}"]`);
-  const video = tile && tile.querySelector('video');
+# Average colour of a video element's picture, or null until a frame has been decoded.
+_VIDEO_COLOUR_JS = """
+(selector) => {
+  const video = document.querySelector(selector);
   if (!video || video.readyState < 2 || video.videoWidth === 0) return null;
   const canvas = document.createElement('canvas');
   canvas.width = 32;
@@ -205,13 +232,111 @@ class RoomPage:
     async def wait_state(self, state: str, timeout: float = 30) -> None:
         await eventually(self.state, lambda s: s == state, timeout, f"{self.name}: state {state}")
 
-    async def join(self, url: str, expect: str = "connected") -> None:
+    async def enter_as_clinician(self, url: str, expect: str = "connected") -> None:
+        """Open the call page as a signed-in clinician (straight into the session)."""
         await self.page.goto(url)
-        await self.wait_state("prejoin")
-        await self.page.fill("#display-name", self.name)
-        await self.page.wait_for_selector("#join-button:not([disabled])", timeout=30_000)
-        await self.page.click("#join-button")
         await self.wait_state(expect)
+
+    async def open_invite(self, url: str, screenshots: Path | None = None) -> None:
+        """Open an invite link and continue: the server swaps it for a cookie and
+        shows /join. (Opening the link only asks to continue, so a link preview that
+        fetches it does not use it up.)"""
+        await self.page.goto(url)
+        if screenshots is not None:
+            await self.screenshot(screenshots, "invite")
+        async with self.page.expect_navigation(url="**/join", timeout=30_000):
+            await self.page.click("#continue-invite")
+
+    async def wait_preview(self, state: str = "ok", timeout: float = 30) -> None:
+        """Wait for the pre-join page's device check to reach ``state``."""
+        await eventually(
+            lambda: self.page.get_attribute("section.preview", "data-state"),
+            lambda value: value == state,
+            timeout,
+            f"{self.name}: pre-join preview {state}",
+        )
+
+    async def fill_prejoin(
+        self, location: str = "At home", contact: str = "Sam, +44 20 7946 0000"
+    ) -> None:
+        """Fill the pre-join form and continue to the waiting room."""
+        await self.page.fill("#display-name", self.name)
+        await self.page.check("#accept-agreement")
+        await self.page.fill("#location", location)
+        await self.page.fill("#emergency-contact", contact)
+        await self.page.click("#continue-button")
+        await self.page.wait_for_url("**/session", timeout=30_000)
+
+    async def enter_as_patient(self, invite_url: str, expect: str = "lobby") -> None:
+        """Invite link → pre-join page → waiting room."""
+        await self.open_invite(invite_url)
+        await self.fill_prejoin()
+        await self.wait_state(expect)
+
+    # ---- the clinician's lobby panel -------------------------------------------------
+
+    async def lobby_names(self) -> list[str]:
+        names: list[str] = await self.page.eval_on_selector_all(
+            "#lobby-list .lobby-entry .lobby-name", "(els) => els.map((e) => e.textContent)"
+        )
+        return names
+
+    async def wait_waiting(self, names: set[str], timeout: float = 30) -> None:
+        await eventually(
+            self.lobby_names,
+            lambda current: set(current) == names,
+            timeout,
+            f"{self.name}: waiting room showing {sorted(names)}",
+        )
+
+    def _entry(self, name: str) -> Locator:
+        names = self.page.locator(".lobby-name", has_text=re.compile(f"^{re.escape(name)}$"))
+        return self.page.locator("#lobby-list .lobby-entry").filter(has=names)
+
+    async def admit(self, name: str) -> None:
+        await self.wait_waiting_includes(name)
+        await self._entry(name).locator(".lobby-admit").click()
+
+    async def deny(self, name: str, message: str) -> None:
+        await self.wait_waiting_includes(name)
+        entry = self._entry(name)
+        await entry.locator(".lobby-deny").click()
+        await entry.locator(".lobby-deny-message").fill(message)
+        await entry.locator(".lobby-deny-confirm").click()
+
+    async def wait_waiting_includes(self, name: str, timeout: float = 30) -> None:
+        await eventually(
+            self.lobby_names, lambda names: name in names, timeout, f"{self.name}: {name} waiting"
+        )
+
+    async def entry_error(self, name: str, timeout: float = 15) -> str:
+        error = self._entry(name).locator(".lobby-entry-error")
+        await error.wait_for(state="visible", timeout=timeout * 1000)
+        return (await error.text_content() or "").strip()
+
+    async def knocks(self) -> int:
+        return int(await self.page.get_attribute("body", "data-knocks") or "0")
+
+    async def badge(self) -> str | None:
+        """The waiting-room badge's text, or None while it is hidden."""
+        if not await self.page.is_visible("#lobby-badge"):
+            return None
+        return (await self.page.text_content("#lobby-badge") or "").strip()
+
+    async def state_history(self) -> list[str]:
+        """The screens this page has shown since it loaded, in order."""
+        states: list[str] = await self.page.evaluate("window.__telecircleTestStates || []")
+        return states
+
+    async def wait_state_seen(self, state: str, since: int, timeout: float = 30) -> None:
+        """Wait until the page has shown ``state`` after the first ``since`` screens of
+        its history (a screen shown too briefly for polling still counts)."""
+        await eventually(
+            self.state_history,
+            lambda history: state in history[since:],
+            timeout,
+            f"{self.name}: state {state} shown",
+        )
 
     async def tiles(self) -> list[Tile]:
         rows: list[dict[str, Any]] = await self.page.evaluate(_TILES_JS)
@@ -230,9 +355,14 @@ class RoomPage:
 
         return await eventually(probe, accept, timeout, f"{self.name}: tiles of {sorted(names)}")
 
-    async def tile_colour(self, participant_id: str) -> list[int] | None:
-        result: list[int] | None = await self.page.evaluate(_TILE_COLOUR_JS, participant_id)
+    async def video_colour(self, selector: str) -> list[int] | None:
+        """Average colour of the picture in the <video> at ``selector`` (None: none yet)."""
+        result: list[int] | None = await self.page.evaluate(_VIDEO_COLOUR_JS, selector)
         return result
+
+    async def tile_colour(self, participant_id: str) -> list[int] | None:
+        tile = f'#tiles .tile[data-participant-id="{participant_id}"]'
+        return await self.video_colour(f"{tile} video")
 
     async def wait_colour(self, name: str, expected: RGB, timeout: float = 40) -> list[int] | None:
         tile = await self.tile_of(name)
@@ -264,3 +394,51 @@ class RoomPage:
     async def screenshot(self, directory: Path, label: str) -> None:
         safe = "".join(c if c.isalnum() else "-" for c in f"{label}-{self.name}")
         await self.page.screenshot(path=str(directory / f"{safe}.png"), full_page=True)
+
+
+class Browsers:
+    """One browser process per participant (the fake camera file is per process);
+    closes what is left at the end."""
+
+    def __init__(self, chromium: Path, camera_dir: Path, stack: AsyncExitStack) -> None:
+        self.chromium = chromium
+        self.camera_dir = camera_dir
+        self.stack = stack
+        self.playwright: Playwright | None = None
+        self.browsers: list[Browser] = []
+
+    async def launch(self, name: str, colour: RGB, args: list[str] | None = None) -> Browser:
+        if self.playwright is None:
+            self.playwright = await self.stack.enter_async_context(async_playwright())
+        camera = write_y4m(self.camera_dir / f"{name.lower()}.y4m", colour)
+        browser = await launch(self.playwright, self.chromium, camera, args)
+        self.browsers.append(browser)
+        return browser
+
+    async def open(
+        self,
+        name: str,
+        colour: RGB,
+        cookies: list[SetCookieParam] | None = None,
+        args: list[str] | None = None,
+    ) -> tuple[Browser, RoomPage]:
+        """A browser with a page for ``name`` (with ``cookies``, e.g. a clinician's
+        sign-in), instrumented to record its peer connections and websockets."""
+        browser = await self.launch(name, colour, args)
+        context = await browser.new_context(viewport={"width": 1100, "height": 760})
+        if cookies:
+            await context.add_cookies(cookies)
+        page = await context.new_page()
+        await page.add_init_script(RECORD_PEER_CONNECTIONS_JS)
+        await page.add_init_script(RECORD_STATES_JS)
+        return browser, RoomPage(page, name)
+
+    async def close_all(self) -> None:
+        for browser in self.browsers:
+            if browser.is_connected():
+                await browser.close()
+
+
+def session_cookie(base_url: str, value: str) -> SetCookieParam:
+    """A clinician's sign-in cookie for a browser context."""
+    return {"name": "tc_session", "value": value, "url": base_url}

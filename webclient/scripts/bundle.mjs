@@ -1,4 +1,5 @@
-// Bundle src/main.ts to dist/app.js and copy src/app.css to dist/app.css.
+// Bundle the two entry points — src/main.ts (the call page) to dist/app.js and
+// src/prejoin.ts (the pre-join page) to dist/prejoin.js — and copy src/app.css.
 import { copyFile, mkdir } from "node:fs/promises";
 import { build } from "esbuild";
 
@@ -6,8 +7,8 @@ const root = new URL("../", import.meta.url);
 await mkdir(new URL("dist/", root), { recursive: true });
 await build({
   absWorkingDir: root.pathname,
-  entryPoints: ["src/main.ts"],
-  outfile: "dist/app.js",
+  entryPoints: { app: "src/main.ts", prejoin: "src/prejoin.ts" },
+  outdir: "dist",
   bundle: true,
   format: "esm",
   platform: "browser",
@@ -18,4 +19,4 @@ await build({
   logLevel: "info",
 });
 await copyFile(new URL("src/app.css", root), new URL("dist/app.css", root));
-console.log("wrote dist/app.js, dist/app.css");
+console.log("wrote dist/app.js, dist/prejoin.js, dist/app.css");

@@ -1,57 +1,79 @@
 /**
- * Telecircle room page: pre-join → join → publish + subscribe → grid; leave; reconnect.
+ * The call page (`/session` for patients, `/room/{id}` for clinicians).
+ *
+ * Join as whoever the cookies say → a patient waits in the lobby until admitted, a
+ * clinician goes straight in and runs the lobby → publish + subscribe → grid; leave;
+ * after a dropped connection, join again (a seat still held comes back as it was).
  */
 import type {
+  AdmittedEvent,
   ClosedEvent,
   JoinResult,
   ParticipantView,
   RosterEvent,
   SlotsEvent,
 } from "./generated/protocol";
-import { getLocalMedia, PublishConnection, stopStream, SubscribeConnection } from "./media";
+import { explainProblem, getLocalMedia, type LocalMedia, stopStream } from "./devices";
+import { LobbyPanel } from "./lobby";
+import { PublishConnection, SubscribeConnection } from "./media";
 import { Signalling, SignallingError } from "./signalling";
-import { type AppState, View } from "./ui";
+import { type AppState, type StateDetails, View } from "./ui";
 
 const LEAVE_ACK_TIMEOUT_MS = 3_000;
+/** Past the server's hold on our seat (plus this margin) there is nothing to come back to. */
+const RECONNECT_MARGIN_MS = 15_000;
 
 class App {
   private readonly view = new View();
   private readonly signalling = new Signalling();
-  private state: AppState = "prejoin";
-  private localStream: MediaStream | null = null;
+  private readonly lobby: LobbyPanel | null;
+  private state: AppState = "joining";
+  private local: LocalMedia | null = null;
+  private mediaReady: Promise<void> = Promise.resolve();
   private publish: PublishConnection | null = null;
   private subscribe: SubscribeConnection | null = null;
-  private displayName = "";
+  /** Replaced connections, closed once the server has replaced them too. */
+  private retired: Array<PublishConnection | SubscribeConnection> = [];
+  /** Our participant id while we hold a seat (in the lobby or the session). */
   private selfId: string | null = null;
   private roster: ParticipantView[] = [];
   /** slot index -> participant id feeding it */
   private slots = new Map<number, string | null>();
   private micOn = true;
   private cameraOn = true;
-  /** Bumped whenever a join attempt is superseded (leave, disconnect, new attempt). */
+  /** Bumped whenever a join or media attempt is superseded. */
   private attempt = 0;
-  /** True from pressing Join until the session ends (leave, error, room full). */
-  private inSession = false;
-  /** Our seat, kept to come back into it after a dropped connection (resume). */
-  private seat: { participantId: string; resumeToken: string } | null = null;
+  /** The session is over for this page (left, closed, refused, failed, page closing). */
+  private finished = false;
   /** How long the server holds our seat after a drop (from the join result). */
   private reconnectGraceMs = 60_000;
-  /** Gives up reconnecting once the seat can no longer be held for us. */
   private reconnectDeadline: number | undefined;
   /** A peer connection died while we were still (re)building: rebuild once connected. */
   private mediaLostPending = false;
-  /** The page is being closed: take no seat any more. */
-  private leaving = false;
+
+  constructor() {
+    this.lobby =
+      this.view.role === "clinician"
+        ? new LobbyPanel({
+            admit: async (id) => {
+              await this.signalling.request("admit", { participant_id: id });
+            },
+            admitAll: async () => (await this.signalling.request("admit_all", {})).admitted,
+            deny: async (id, message) => {
+              await this.signalling.request("deny", { participant_id: id, message });
+            },
+          })
+        : null;
+  }
 
   start(): void {
-    this.view.joinForm.addEventListener("submit", (event) => {
-      event.preventDefault();
-      void this.join();
-    });
     this.view.micButton.addEventListener("click", () => this.toggleMic());
     this.view.cameraButton.addEventListener("click", () => this.toggleCamera());
     this.view.leaveButton.addEventListener("click", () => void this.leave());
-    this.view.retryButton.addEventListener("click", () => void this.retry());
+    this.view.lobbyLeaveButton.addEventListener("click", () => void this.leave());
+    // Every notice's "Try again" starts afresh: the page joins again as it loads.
+    this.view.retryButton.addEventListener("click", () => window.location.reload());
+    this.view.deviceRetryButton.addEventListener("click", () => void this.retryDevices());
 
     this.signalling.on("roster", (event: RosterEvent) => {
       this.roster = event.participants;
@@ -61,115 +83,154 @@ class App {
       this.slots = new Map(event.slots.map((slot) => [slot.index, slot.participant_id]));
       this.render();
     });
+    this.signalling.on("admitted", (event: AdmittedEvent) => this.onAdmitted(event));
+    this.signalling.on("lobby", (event) => this.lobby?.update(event.waiting));
     this.signalling.on("closed", (event: ClosedEvent) => {
-      this.seat = null;
-      this.endSession(false);
-      this.setState("error", event.message);
+      if (event.reason === "signed_out") {
+        this.finish("signed_out", { message: event.message });
+      } else {
+        this.finish("closed", { reason: event.reason, message: event.message });
+      }
     });
     this.signalling.on("media_lost", () => this.onMediaLost());
-    // A closing page cannot wait for an ack: a beacon ends the seat at once, instead of
-    // the others seeing "reconnecting" for the whole reconnect window. A page kept in
-    // the back/forward cache (persisted) is not closing.
-    window.addEventListener("pagehide", (event) => {
-      if (!event.persisted) this.pageClosing();
-    });
     this.signalling.onDisconnect((_reason, willReconnect) => this.onDisconnect(willReconnect));
     this.signalling.onConnect(() => {
-      if (this.inSession && this.state === "reconnecting") void this.enterRoom();
+      if (!this.finished && this.state === "reconnecting") void this.takeSeat();
     });
+    this.signalling.onRefused((error) => this.onConnectFailed(error));
+    // Nothing is sent when the page closes or reloads: the socket simply drops, and the
+    // server holds the seat for the reconnect window (a reload comes straight back into
+    // it, without the lobby). Only the Leave button ends the seat at once.
 
     this.view.setMicOn(this.micOn);
     this.view.setCameraOn(this.cameraOn);
-    this.setState("prejoin");
-    void this.acquireMedia();
+    this.setState("joining");
+    this.mediaReady = this.acquireMedia();
+    void this.enter();
   }
 
-  private setState(state: AppState, message?: string): void {
+  private setState(state: AppState, details?: StateDetails): void {
     this.state = state;
-    this.view.setState(state, message);
+    this.view.setState(state, details);
   }
 
-  // ---- pre-join ---------------------------------------------------------------------
+  // ---- camera and microphone ------------------------------------------------------
 
   private async acquireMedia(): Promise<void> {
-    this.view.setJoinEnabled(false);
+    const local = await getLocalMedia();
+    if (this.finished) {
+      stopStream(local.stream);
+      return;
+    }
+    stopStream(this.local?.stream ?? null);
+    this.local = local;
+    const hasAudio = local.stream.getAudioTracks().length > 0;
+    const hasVideo = local.stream.getVideoTracks().length > 0;
+    this.applyTrackStates();
+    this.view.setDevices(hasAudio, hasVideo);
+    this.view.setDeviceHelp(
+      local.problem === null ? null : explainProblem(local.problem, local.stream),
+    );
+    this.view.showPreview(local.stream);
+    this.render();
+  }
+
+  /** Ask for the devices again (after the user allowed them) and send what we get. */
+  private async retryDevices(): Promise<void> {
+    this.view.deviceRetryButton.disabled = true;
     try {
-      const stream = await getLocalMedia();
-      stopStream(this.localStream);
-      this.localStream = stream;
-      this.applyTrackStates();
-      this.view.showPreview(stream);
-      this.view.setJoinEnabled(true);
-      this.setState("prejoin");
-    } catch (error) {
-      const name = error instanceof DOMException ? error.name : "";
-      if (name === "NotAllowedError" || name === "SecurityError") {
-        this.setState("camera_denied");
-      } else if (name === "NotFoundError" || name === "OverconstrainedError") {
-        this.setState("error", "No camera or microphone was found. Connect one and try again.");
-      } else if (name === "NotReadableError") {
-        this.setState("error", "Your camera or microphone is in use by another application.");
-      } else {
-        this.setState("error", `Could not start camera and microphone: ${describe(error)}`);
-      }
+      this.mediaReady = this.acquireMedia();
+      await this.mediaReady;
+      const stream = this.local?.stream;
+      if (stream && this.publish) await this.publish.useStream(stream);
+      if (this.state === "connected") this.sendMediaState();
+    } finally {
+      this.view.deviceRetryButton.disabled = false;
     }
   }
 
-  private async retry(): Promise<void> {
-    if (this.localStream && this.localStream.getTracks().every((t) => t.readyState === "live")) {
-      this.setState("prejoin");
-    } else {
-      await this.acquireMedia();
-    }
+  private hasTrack(kind: "audio" | "video"): boolean {
+    const stream = this.local?.stream;
+    if (!stream) return false;
+    return (kind === "audio" ? stream.getAudioTracks() : stream.getVideoTracks()).length > 0;
   }
 
   // ---- joining ----------------------------------------------------------------------
 
-  private async join(): Promise<void> {
-    const name = this.view.nameInput.value.trim();
-    if (!name) {
-      this.view.nameInput.reportValidity();
-      return;
-    }
-    if (!this.localStream) return;
-    this.displayName = name;
-    this.inSession = true;
-    this.setState("connecting");
+  private async enter(): Promise<void> {
     try {
       await this.signalling.connect();
     } catch (error) {
-      this.inSession = false;
-      this.setState("error", describe(error));
+      this.onConnectFailed(error);
       return;
     }
-    await this.enterRoom();
+    await this.takeSeat();
+  }
+
+  private onConnectFailed(error: unknown): void {
+    if (this.finished) return;
+    if (error instanceof SignallingError && error.code === "not_signed_in") {
+      this.finish("signed_out");
+    } else {
+      this.finish("error", { message: describe(error) });
+    }
+  }
+
+  /** Take our seat: a new one, or (after a reconnect) the one still held for us. */
+  private async takeSeat(): Promise<void> {
+    const attempt = ++this.attempt;
+    let joined: JoinResult;
+    try {
+      joined = await this.signalling.request("join", { room_code: this.view.roomCode });
+    } catch (error) {
+      if (attempt === this.attempt) this.fail(error);
+      return;
+    }
+    if (attempt !== this.attempt || this.finished) return;
+    this.selfId = joined.participant_id;
+    this.reconnectGraceMs = joined.reconnect_grace_seconds * 1000;
+    this.lobby?.setActive(true);
+    if (joined.place === "lobby") {
+      this.closePeers();
+      this.stopReconnectDeadline();
+      this.view.setWaiting(true);
+      this.setState("lobby");
+      return;
+    }
+    this.roster = joined.participants;
+    this.render();
+    await this.startMedia();
+  }
+
+  private onAdmitted(event: AdmittedEvent): void {
+    if (this.finished) return;
+    this.roster = event.participants;
+    void this.startMedia();
   }
 
   /**
-   * Take the seat and build both peer connections (first join and every rejoin). With
-   * `takeSeat` false (a media path died while this socket keeps the seat) only the
-   * peer connections are built again.
+   * Build both peer connections for the seat we hold (first time, or again).
+   *
+   * Make before break: connections being replaced stay open until the server has
+   * replaced them. The server reports a connection closed under it as lost (media_lost,
+   * which names no connection); closing ours first would report the very loss we are
+   * repairing, and the repair would never end.
    */
-  private async enterRoom(takeSeat = true): Promise<void> {
+  private async startMedia(): Promise<void> {
     const attempt = ++this.attempt;
-    const stale = (): boolean => attempt !== this.attempt;
-    const stream = this.localStream;
-    if (!stream || this.leaving) return;
-    this.closePeers();
+    const stale = (): boolean => attempt !== this.attempt || this.finished;
+    this.view.setWaiting(false);
     // New connections are built from here on: a loss reported before now is moot.
     this.mediaLostPending = false;
+    if (this.state !== "reconnecting") this.setState("connecting");
+    this.render();
     try {
-      if (takeSeat || !this.seat) {
-        const joined = await this.takeSeat();
-        if (stale()) return;
-        this.seat = { participantId: joined.participant_id, resumeToken: joined.resume_token };
-      this.reconnectGraceMs = joined.reconnect_grace_seconds * 1000;
-        this.selfId = joined.participant_id;
-        this.roster = joined.participants;
-        this.render();
-      }
+      await this.mediaReady;
+      const stream = this.local?.stream ?? new MediaStream();
+      if (stale()) return;
 
       const publish = new PublishConnection(stream);
+      this.retire(this.publish);
       this.publish = publish;
       this.watchConnection(publish.pc);
       const offer = await publish.createOffer();
@@ -179,9 +240,12 @@ class App {
       await publish.acceptAnswer(answer.sdp);
 
       const subscribe = new SubscribeConnection();
+      this.retire(this.subscribe);
       this.subscribe = subscribe;
       this.watchConnection(subscribe.pc);
       const subscribeOffer = await this.signalling.request("subscribe", {});
+      // Both old connections are replaced on the server now: closing them is silent.
+      this.closeRetired();
       if (stale()) return;
       const subscribeAnswer = await subscribe.answer(subscribeOffer);
       if (stale()) return;
@@ -195,53 +259,33 @@ class App {
         this.onMediaLost();
         return;
       }
-      // A rejoin takes a fresh seat: carry over what the user had switched off.
-      if (!this.micOn || !this.cameraOn) {
-        await this.signalling.request("set_media", { audio_on: this.micOn, video_on: this.cameraOn });
+      // A new seat starts with microphone and camera on: say what is off or missing.
+      if (!this.micOn || !this.cameraOn || !this.hasTrack("audio") || !this.hasTrack("video")) {
+        this.sendMediaState();
       }
     } catch (error) {
-      if (stale()) return;
-      this.endSession(false);
-      if (error instanceof SignallingError && error.code === "room_full") {
-        this.setState("room_full", error.message);
-      } else {
-        this.setState("error", describe(error));
-      }
+      if (!stale()) this.fail(error);
     }
   }
 
-  /** Back into our held seat if we have one, else a new seat. */
-  private async takeSeat(): Promise<JoinResult> {
-    if (this.seat) {
-      try {
-        return await this.signalling.request("resume", {
-          room_code: this.view.roomCode,
-          participant_id: this.seat.participantId,
-          resume_token: this.seat.resumeToken,
-        });
-      } catch (error) {
-        if (!(error instanceof SignallingError && error.code === "seat_expired")) throw error;
-        this.seat = null;
-      }
+  private fail(error: unknown): void {
+    if (error instanceof SignallingError && error.code === "room_full") {
+      this.finish("room_full", { message: error.message });
+    } else {
+      this.finish("error", { message: describe(error) });
     }
-    return this.signalling.request("join", {
-      room_code: this.view.roomCode,
-      display_name: this.displayName,
-    });
   }
 
   /** A peer connection died while our seat and socket live: build new ones. */
   private onMediaLost(): void {
-    if (!this.inSession) return;
+    if (this.finished || this.selfId === null) return;
     if (this.state !== "connected") {
       this.mediaLostPending = true; // still (re)building: do it again once connected
       return;
     }
     this.mediaLostPending = false;
-    // The socket still holds the seat: "resume" on it would be refused
-    // (already_joined), so only the peer connections are rebuilt.
     this.setState("reconnecting");
-    void this.enterRoom(false);
+    void this.startMedia();
   }
 
   /** The browser's own verdict on a connection counts too (the server may not tell). */
@@ -252,23 +296,29 @@ class App {
     });
   }
 
-  private pageClosing(): void {
-    this.sendLeaveBeacon();
-    this.leaving = true;
-    this.inSession = false;
-    this.signalling.disconnect();
+  private onDisconnect(willReconnect: boolean): void {
+    if (this.finished) return;
+    if (!willReconnect) {
+      this.finish("error", { message: "The server ended the connection." });
+      return;
+    }
+    // socket.io reconnects by itself; onConnect joins again and rebuilds the media.
+    this.attempt++;
+    this.closePeers();
+    this.setState("reconnecting");
+    this.startReconnectDeadline();
+    this.render();
   }
 
   private startReconnectDeadline(): void {
     if (this.reconnectDeadline !== undefined) return;
-    // Past the server's hold on our seat (plus a margin) there is nothing to resume.
     this.reconnectDeadline = window.setTimeout(() => {
       this.reconnectDeadline = undefined;
       if (this.state !== "reconnecting") return;
-      this.seat = null;
-      this.endSession(false);
-      this.setState("error", "The connection to the room was lost. Check your network and try again.");
-    }, this.reconnectGraceMs + 15_000);
+      this.finish("error", {
+        message: "The connection to the session was lost. Check your network and try again.",
+      });
+    }, this.reconnectGraceMs + RECONNECT_MARGIN_MS);
   }
 
   private stopReconnectDeadline(): void {
@@ -276,110 +326,105 @@ class App {
     this.reconnectDeadline = undefined;
   }
 
-  private sendLeaveBeacon(): void {
-    if (!this.seat || !this.inSession) return;
-    const body = JSON.stringify({
-      participant_id: this.seat.participantId,
-      resume_token: this.seat.resumeToken,
-    });
-    const url = `/r/${encodeURIComponent(this.view.roomCode)}/leave`;
-    navigator.sendBeacon(url, new Blob([body], { type: "text/plain" }));
-  }
-
-  private onDisconnect(willReconnect: boolean): void {
-    if (!this.inSession) return;
-    if (willReconnect) {
-      // socket.io reconnects by itself; onConnect rejoins and rebuilds both connections.
-      this.attempt++;
-      this.closePeers();
-      this.setState("reconnecting");
-      this.startReconnectDeadline();
-      this.render();
-    } else {
-      this.endSession(false);
-      this.setState("error", "The server ended the connection.");
-    }
-  }
-
-  // ---- in the room ------------------------------------------------------------------
+  // ---- in the session ---------------------------------------------------------------
 
   private toggleMic(): void {
     this.micOn = !this.micOn;
     this.applyTrackStates();
     this.view.setMicOn(this.micOn);
-    this.sendMediaState({ audio_on: this.micOn });
+    this.sendMediaState();
   }
 
   private toggleCamera(): void {
     this.cameraOn = !this.cameraOn;
     this.applyTrackStates();
     this.view.setCameraOn(this.cameraOn);
-    this.sendMediaState({ video_on: this.cameraOn });
+    this.sendMediaState();
   }
 
   private applyTrackStates(): void {
-    for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = this.micOn;
-    for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = this.cameraOn;
+    for (const track of this.local?.stream.getAudioTracks() ?? []) track.enabled = this.micOn;
+    for (const track of this.local?.stream.getVideoTracks() ?? []) track.enabled = this.cameraOn;
   }
 
-  private sendMediaState(change: { audio_on?: boolean; video_on?: boolean }): void {
+  /** Tell the others what we send: a missing device counts as switched off. */
+  private sendMediaState(): void {
     if (this.state !== "connected") return;
+    const change = {
+      audio_on: this.micOn && this.hasTrack("audio"),
+      video_on: this.cameraOn && this.hasTrack("video"),
+    };
     this.signalling.request("set_media", change).catch((error: unknown) => {
       console.warn("set_media failed", error);
     });
   }
 
   private async leave(): Promise<void> {
-    const wasInRoom = this.state === "connected" || this.state === "reconnecting";
     this.attempt++;
-    if (wasInRoom && this.signalling.connected) {
+    if (this.selfId !== null && this.signalling.connected) {
       try {
         await this.signalling.request("leave", {}, LEAVE_ACK_TIMEOUT_MS);
       } catch (error) {
         console.warn("leave failed", error);
       }
     }
-    this.seat = null;
-    this.endSession(true);
-    this.setState("left");
+    this.finish("left");
   }
 
-  /** Close both connections and the socket; with `stopMedia`, release camera and mic. */
-  private endSession(stopMedia: boolean): void {
-    this.inSession = false;
+  /** End the session for this page and show why. */
+  private finish(state: AppState, details?: StateDetails): void {
+    this.endSession();
+    this.setState(state, details);
+  }
+
+  /** Close the connections and the socket, release camera and microphone. Idempotent. */
+  private endSession(): void {
+    this.finished = true;
     this.mediaLostPending = false;
     this.stopReconnectDeadline();
     this.attempt++;
     this.closePeers();
     this.signalling.disconnect();
+    this.lobby?.setActive(false);
     this.selfId = null;
     this.roster = [];
     this.slots.clear();
-    this.view.clearTiles();
-    if (stopMedia) {
-      stopStream(this.localStream);
-      this.localStream = null;
-      this.view.showPreview(null);
-    }
+    this.view.tiles.clear();
+    this.view.setWaiting(false);
+    stopStream(this.local?.stream ?? null);
+    this.local = null;
+    this.view.showPreview(null);
   }
 
+  /** Close both connections (and any still waiting to be replaced). */
   private closePeers(): void {
     this.publish?.close();
     this.publish = null;
     this.subscribe?.close();
     this.subscribe = null;
+    this.closeRetired();
+  }
+
+  /** Keep a connection being replaced open until the server has replaced it. */
+  private retire(connection: PublishConnection | SubscribeConnection | null): void {
+    if (connection !== null) this.retired.push(connection);
+  }
+
+  private closeRetired(): void {
+    for (const connection of this.retired) connection.close();
+    this.retired = [];
   }
 
   private render(): void {
-    if (this.selfId === null) return;
+    if (this.selfId === null || this.finished) return;
     const selfId = this.selfId;
-    this.view.renderTiles(
+    this.view.tiles.render(
       this.roster.map((participant) => {
         const isSelf = participant.id === selfId;
         return {
           participant,
           isSelf,
-          stream: isSelf ? this.localStream : this.streamOf(participant.id),
+          stream: isSelf ? (this.local?.stream ?? null) : this.streamOf(participant.id),
         };
       }),
     );

@@ -1,5 +1,5 @@
 /**
- * Local camera/microphone and the two peer connections to the SFU.
+ * The two peer connections to the SFU (publish and subscribe).
  *
  * The server (aiortc) does no trickle ICE: every SDP sent carries its candidates, so we
  * wait for ICE gathering to complete before sending a description. aiortc has no ICE
@@ -8,18 +8,6 @@
 import type { SlotMids, SubscribeOffer } from "./generated/protocol";
 
 const ICE_GATHERING_TIMEOUT_MS = 10_000;
-
-/** Ask for camera and microphone. Rejects with the browser's DOMException. */
-export function getLocalMedia(): Promise<MediaStream> {
-  return navigator.mediaDevices.getUserMedia({
-    audio: true,
-    video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } },
-  });
-}
-
-export function stopStream(stream: MediaStream | null): void {
-  for (const track of stream?.getTracks() ?? []) track.stop();
-}
 
 /** Resolve when ICE gathering is complete (or after a timeout, with what we have). */
 function iceGatheringComplete(pc: RTCPeerConnection): Promise<void> {
@@ -44,14 +32,29 @@ function localSdp(pc: RTCPeerConnection): string {
   return sdp;
 }
 
-/** Send-only connection carrying our microphone and camera. */
+/**
+ * Send-only connection carrying our microphone and camera. It always offers one audio
+ * and one video sender, with or without a track: a device that becomes available later
+ * (or a different device) is swapped in with `replaceTrack`, without renegotiating.
+ */
 export class PublishConnection {
   readonly pc = new RTCPeerConnection({ iceServers: [] });
+  private readonly audio: RTCRtpSender;
+  private readonly video: RTCRtpSender;
 
   constructor(stream: MediaStream) {
-    for (const track of [...stream.getAudioTracks(), ...stream.getVideoTracks()]) {
-      this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-    }
+    const [audioTrack] = stream.getAudioTracks();
+    const [videoTrack] = stream.getVideoTracks();
+    const send = (kind: "audio" | "video", track: MediaStreamTrack | undefined): RTCRtpSender =>
+      this.pc.addTransceiver(track ?? kind, { direction: "sendonly", streams: [stream] }).sender;
+    this.audio = send("audio", audioTrack);
+    this.video = send("video", videoTrack);
+  }
+
+  /** Send the tracks of `stream` (a missing kind sends nothing). */
+  async useStream(stream: MediaStream): Promise<void> {
+    await this.audio.replaceTrack(stream.getAudioTracks()[0] ?? null);
+    await this.video.replaceTrack(stream.getVideoTracks()[0] ?? null);
   }
 
   /** Our complete offer (with candidates). */

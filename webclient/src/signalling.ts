@@ -51,7 +51,11 @@ export class Signalling {
     return this.socket.connected;
   }
 
-  /** Connect and resolve once connected (or reject on the first connection error). */
+  /**
+   * Connect and resolve once connected. Rejects on the first connection error: with
+   * code `not_signed_in` when the server refuses us (no valid sign-in or invite pass),
+   * `connect_failed` when it cannot be reached.
+   */
   connect(): Promise<void> {
     if (this.socket.connected) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -62,11 +66,22 @@ export class Signalling {
       const onError = (err: Error): void => {
         this.socket.off("connect", onConnect);
         this.socket.disconnect();
-        reject(new SignallingError("connect_failed", `Could not reach the server (${err.message}).`));
+        reject(refusalOf(err) ?? connectFailed(err));
       };
       this.socket.once("connect", onConnect);
       this.socket.once("connect_error", onError);
       this.socket.connect();
+    });
+  }
+
+  /**
+   * Called when the server refuses a (re)connection. socket.io does not retry a refused
+   * connection, so the session cannot go on without the user (signing in again).
+   */
+  onRefused(handler: (error: SignallingError) => void): void {
+    this.socket.on("connect_error", (err: Error) => {
+      if (this.socket.active) return; // a network error: socket.io keeps trying
+      handler(refusalOf(err) ?? connectFailed(err));
     });
   }
 
@@ -111,4 +126,27 @@ export class Signalling {
       handler(reason, willReconnect);
     });
   }
+}
+
+function connectFailed(err: Error): SignallingError {
+  return new SignallingError("connect_failed", `Could not reach the server (${err.message}).`);
+}
+
+/**
+ * The server's refusal of a connection, if that is what `err` is. The refusal's code
+ * travels in the error's `data` ({code, message}); a server that put the whole object in
+ * the message (python-socketio turns a single argument into a string) is understood too.
+ */
+function refusalOf(err: Error): SignallingError | null {
+  const data: unknown = (err as Error & { data?: unknown }).data;
+  if (typeof data === "object" && data !== null && "code" in data) {
+    const { code, message } = data as { code: unknown; message?: unknown };
+    if (typeof code === "string") {
+      return new SignallingError(code, typeof message === "string" ? message : err.message);
+    }
+  }
+  if (err.message.includes("not_signed_in")) {
+    return new SignallingError("not_signed_in", "Please open your invite link or sign in.");
+  }
+  return null;
 }

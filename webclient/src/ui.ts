@@ -1,35 +1,61 @@
 /**
- * The page: state display, pre-join form, tile grid and controls.
+ * The call page's screens: status line, patient's waiting screen, the call, the device
+ * help and the notices that end a session.
  *
- * Display names are user input: they only ever go through textContent.
+ * `#app[data-state]` names the current screen (tests and styles read it).
  */
-import type { ParticipantView } from "./generated/protocol";
+import { TileGrid, attachStream } from "./tiles";
+
+export type Role = "patient" | "clinician";
 
 export type AppState =
-  | "prejoin"
-  | "connecting"
+  | "joining" // connecting and taking a seat
+  | "lobby" // a patient waiting to be let in
+  | "connecting" // building the media connections
   | "connected"
   | "reconnecting"
   | "room_full"
-  | "camera_denied"
+  | "closed" // the server ended our seat; the reason is in data-closed-reason
+  | "signed_out" // the server does not know us (any more)
   | "left"
   | "error";
 
 const STATUS_TEXT: Record<AppState, string> = {
-  prejoin: "Check your camera and microphone, then join.",
-  connecting: "Joining…",
-  connected: "You are in the room.",
+  joining: "Joining…",
+  lobby: "You are in the waiting room.",
+  connecting: "Connecting…",
+  connected: "You are in the session.",
   reconnecting: "Connection lost. Reconnecting…",
-  room_full: "This room is full.",
-  camera_denied: "Camera and microphone are blocked.",
-  left: "You have left the room.",
+  room_full: "This session is full.",
+  closed: "You are no longer in the session.",
+  signed_out: "You are not signed in.",
+  left: "You have left the session.",
   error: "Something went wrong.",
 };
 
-const CAMERA_DENIED_HELP =
-  "Telecircle needs your camera and microphone. Click the camera icon in your browser's " +
-  "address bar (or open the site settings), allow the camera and microphone for this site, " +
-  "then press Try again.";
+const CLOSED_TITLES: Record<string, string> = {
+  seat_moved: "Opened in another window",
+  denied: "You were not let in",
+  revoked: "Your access has ended",
+  removed: "You were removed from the session",
+  server_shutdown: "The server is restarting",
+};
+
+/** A notice's follow-up: reload the page, or follow a link. */
+type NoticeAction = { kind: "retry"; text: string } | { kind: "link"; text: string; href: string };
+
+interface Notice {
+  title: string;
+  text: string;
+  action: NoticeAction | null;
+}
+
+export interface StateDetails {
+  /** The server's words (replaces the default text). */
+  message?: string;
+  /** Why the server closed our seat (state "closed"). */
+  reason?: string;
+}
 
 function byId<T extends HTMLElement>(id: string, type: { new (): T }): T {
   const element = document.getElementById(id);
@@ -37,101 +63,171 @@ function byId<T extends HTMLElement>(id: string, type: { new (): T }): T {
   return element;
 }
 
-/** What a tile shows; `stream` is null when no media is routed to it (yet). */
-export interface TileModel {
-  participant: ParticipantView;
-  isSelf: boolean;
-  stream: MediaStream | null;
-}
-
 export class View {
-  readonly root: HTMLElement;
-  readonly roomCode: string;
-  readonly nameInput: HTMLInputElement;
-  readonly joinForm: HTMLFormElement;
-  readonly joinButton: HTMLButtonElement;
-  readonly micButton: HTMLButtonElement;
-  readonly cameraButton: HTMLButtonElement;
-  readonly leaveButton: HTMLButtonElement;
-  readonly retryButton: HTMLButtonElement;
-  private readonly status: HTMLElement;
-  private readonly preview: HTMLVideoElement;
-  private readonly prejoin: HTMLElement;
-  private readonly call: HTMLElement;
-  private readonly tiles: HTMLElement;
-  private readonly notice: HTMLElement;
-  private readonly noticeTitle: HTMLElement;
-  private readonly noticeMessage: HTMLElement;
-  private readonly rejoinLink: HTMLAnchorElement;
+  readonly root = byId("app", HTMLElement);
+  readonly role: Role = this.root.dataset["role"] === "clinician" ? "clinician" : "patient";
+  readonly roomCode = this.root.dataset["roomCode"] ?? "";
+  readonly micButton = byId("mic-toggle", HTMLButtonElement);
+  readonly cameraButton = byId("camera-toggle", HTMLButtonElement);
+  readonly leaveButton = byId("leave-button", HTMLButtonElement);
+  readonly retryButton = byId("retry-button", HTMLButtonElement);
+  readonly deviceRetryButton: HTMLButtonElement;
+  /** Leaving from the waiting room (the call's own Leave button is hidden there). */
+  readonly lobbyLeaveButton: HTMLButtonElement;
+  readonly tiles = new TileGrid(byId("tiles", HTMLElement));
+  private readonly status = byId("status", HTMLElement);
+  private readonly lobbyWait = byId("lobby-wait", HTMLElement);
+  private readonly preview = byId("preview", HTMLVideoElement);
+  private readonly call = byId("call", HTMLElement);
+  private readonly notice = byId("notice", HTMLElement);
+  private readonly noticeTitle = byId("notice-title", HTMLElement);
+  private readonly noticeMessage = byId("notice-message", HTMLElement);
+  private readonly noticeLink = byId("rejoin-link", HTMLAnchorElement);
+  private readonly deviceHelp: HTMLElement;
+  private readonly deviceHelpText: HTMLElement;
+  private hasAudio = true;
+  private hasVideo = true;
+  private state: AppState = "joining";
+  private waiting = false;
 
   constructor() {
-    this.root = byId("app", HTMLElement);
-    this.roomCode = this.root.dataset["roomCode"] ?? "";
-    this.status = byId("status", HTMLElement);
-    this.prejoin = byId("prejoin", HTMLElement);
-    this.joinForm = byId("join-form", HTMLFormElement);
-    this.nameInput = byId("display-name", HTMLInputElement);
-    this.joinButton = byId("join-button", HTMLButtonElement);
-    this.preview = byId("preview", HTMLVideoElement);
-    this.call = byId("call", HTMLElement);
-    this.tiles = byId("tiles", HTMLElement);
-    this.micButton = byId("mic-toggle", HTMLButtonElement);
-    this.cameraButton = byId("camera-toggle", HTMLButtonElement);
-    this.leaveButton = byId("leave-button", HTMLButtonElement);
-    this.notice = byId("notice", HTMLElement);
-    this.noticeTitle = byId("notice-title", HTMLElement);
-    this.noticeMessage = byId("notice-message", HTMLElement);
-    this.retryButton = byId("retry-button", HTMLButtonElement);
-    this.rejoinLink = byId("rejoin-link", HTMLAnchorElement);
+    // Device problems do not stop a session (one may join without camera or
+    // microphone), so their help sits beside the call rather than in the notice.
+    this.deviceHelp = document.createElement("section");
+    this.deviceHelp.id = "device-help";
+    this.deviceHelp.setAttribute("role", "alert");
+    this.deviceHelp.hidden = true;
+    this.deviceHelpText = document.createElement("p");
+    this.deviceHelpText.id = "device-help-message";
+    this.deviceRetryButton = document.createElement("button");
+    this.deviceRetryButton.id = "device-retry";
+    this.deviceRetryButton.type = "button";
+    this.deviceRetryButton.textContent = "Try again";
+    this.deviceHelp.append(this.deviceHelpText, this.deviceRetryButton);
+    this.root.querySelector(".room-header")?.after(this.deviceHelp);
+
+    this.lobbyLeaveButton = document.createElement("button");
+    this.lobbyLeaveButton.id = "lobby-leave-button";
+    this.lobbyLeaveButton.type = "button";
+    this.lobbyLeaveButton.className = "secondary";
+    this.lobbyLeaveButton.textContent = "Leave the waiting room";
+    this.lobbyWait.append(this.lobbyLeaveButton);
   }
 
-  /** Switch the visible screen. `message` (e.g. the server's) replaces the default text. */
-  setState(state: AppState, message?: string): void {
+  /** Switch the visible screen. */
+  setState(state: AppState, details: StateDetails = {}): void {
+    this.state = state;
     this.root.dataset["state"] = state;
+    if (details.reason !== undefined) this.root.dataset["closedReason"] = details.reason;
     this.status.textContent = STATUS_TEXT[state];
 
-    this.prejoin.hidden = state !== "prejoin";
-    this.call.hidden = !(state === "connecting" || state === "connected" || state === "reconnecting");
+    // A patient who loses the connection while waiting keeps the waiting screen.
+    const waiting = state === "lobby" || (state === "reconnecting" && this.waiting);
+    const inCall =
+      !waiting && (state === "connecting" || state === "connected" || state === "reconnecting");
+    this.lobbyWait.hidden = !waiting;
+    this.call.hidden = !inCall;
     this.call.setAttribute("aria-busy", String(state !== "connected"));
-    this.micButton.disabled = state !== "connected";
-    this.cameraButton.disabled = state !== "connected";
-    this.leaveButton.disabled = state === "connecting";
+    this.leaveButton.disabled = !(inCall || waiting);
+    this.updateToggles();
 
-    const notice = this.noticeFor(state, message);
+    const notice = this.noticeFor(state, details);
     this.notice.hidden = notice === null;
     if (notice !== null) {
-      this.noticeTitle.textContent = STATUS_TEXT[state];
+      this.noticeTitle.textContent = notice.title;
       this.noticeMessage.textContent = notice.text;
-      this.retryButton.hidden = !notice.retry;
-      this.rejoinLink.hidden = !notice.rejoin;
-      this.rejoinLink.href = window.location.pathname;
+      const action = notice.action;
+      this.retryButton.hidden = action?.kind !== "retry";
+      this.noticeLink.hidden = action?.kind !== "link";
+      if (action?.kind === "retry") this.retryButton.textContent = action.text;
+      if (action?.kind === "link") {
+        this.noticeLink.textContent = action.text;
+        this.noticeLink.href = action.href;
+      }
     }
   }
 
-  private noticeFor(
-    state: AppState,
-    message: string | undefined,
-  ): { text: string; retry: boolean; rejoin: boolean } | null {
+  private noticeFor(state: AppState, details: StateDetails): Notice | null {
+    const here = window.location.pathname;
+    const message = details.message;
     switch (state) {
-      case "camera_denied":
-        return { text: message ?? CAMERA_DENIED_HELP, retry: true, rejoin: false };
       case "room_full":
-        return { text: message ?? "Please try again later.", retry: true, rejoin: false };
-      case "error":
-        return { text: message ?? "Please try again.", retry: true, rejoin: false };
+        return {
+          title: STATUS_TEXT.room_full,
+          text: message ?? "Please try again later.",
+          action: { kind: "retry", text: "Try again" },
+        };
+      case "closed": {
+        const reason = details.reason ?? "";
+        const action: NoticeAction | null =
+          reason === "seat_moved"
+            ? { kind: "link", text: "Use this window instead", href: here }
+            : reason === "server_shutdown"
+              ? { kind: "retry", text: "Try again" }
+              : null;
+        return {
+          title: CLOSED_TITLES[reason] ?? STATUS_TEXT.closed,
+          text: message ?? "The session has ended for you.",
+          action,
+        };
+      }
+      case "signed_out":
+        return this.role === "clinician"
+          ? {
+              title: "Please sign in",
+              text: `${message ?? "Your sign-in has ended."} Sign in to return to the session.`,
+              action: {
+                kind: "link",
+                text: "Sign in",
+                href: `/login?next=${encodeURIComponent(here)}`,
+              },
+            }
+          : {
+              title: "Your link cannot be used here",
+              text:
+                "Please open the invite link your therapist sent you again. If it no " +
+                "longer works, ask your therapist for a new one.",
+              action: null,
+            };
       case "left":
-        return { text: message ?? "Thank you for joining.", retry: false, rejoin: true };
+        return {
+          title: STATUS_TEXT.left,
+          text: message ?? "Thank you for joining.",
+          action: { kind: "link", text: "Rejoin the session", href: here },
+        };
+      case "error":
+        return {
+          title: STATUS_TEXT.error,
+          text: message ?? "Please try again.",
+          action: { kind: "retry", text: "Try again" },
+        };
       default:
         return null;
     }
   }
 
-  setJoinEnabled(enabled: boolean): void {
-    this.joinButton.disabled = !enabled;
+  /** Whether our seat is in the waiting room (shown again while reconnecting). */
+  setWaiting(waiting: boolean): void {
+    this.waiting = waiting;
   }
 
+  /** The patient's own picture on the waiting screen. */
   showPreview(stream: MediaStream | null): void {
     attachStream(this.preview, stream);
+  }
+
+  /** Explain a camera/microphone problem (null: none, hide the help). */
+  setDeviceHelp(text: string | null): void {
+    this.deviceHelp.hidden = text === null;
+    this.deviceHelpText.textContent = text ?? "";
+    this.root.dataset["devices"] = text === null ? "ok" : "problem";
+  }
+
+  /** Which devices we have: a missing one cannot be switched on. */
+  setDevices(hasAudio: boolean, hasVideo: boolean): void {
+    this.hasAudio = hasAudio;
+    this.hasVideo = hasVideo;
+    this.updateToggles();
   }
 
   setMicOn(on: boolean): void {
@@ -144,107 +240,9 @@ export class View {
     this.cameraButton.textContent = on ? "Turn camera off" : "Turn camera on";
   }
 
-  /** Make the grid show exactly these tiles, in this order, reusing existing elements. */
-  renderTiles(models: TileModel[]): void {
-    const existing = new Map<string, HTMLElement>();
-    for (const element of Array.from(this.tiles.children)) {
-      if (element instanceof HTMLElement && element.dataset["participantId"]) {
-        existing.set(element.dataset["participantId"], element);
-      }
-    }
-    const wanted: HTMLElement[] = [];
-    for (const model of models) {
-      const tile = existing.get(model.participant.id) ?? createTile(model.participant.id);
-      existing.delete(model.participant.id);
-      updateTile(tile, model);
-      wanted.push(tile);
-    }
-    for (const stale of existing.values()) {
-      const video = stale.querySelector("video");
-      if (video) video.srcObject = null;
-      stale.remove();
-    }
-    wanted.forEach((tile, index) => {
-      if (this.tiles.children[index] !== tile) this.tiles.insertBefore(tile, this.tiles.children[index] ?? null);
-    });
-    this.tiles.dataset["count"] = String(models.length);
-  }
-
-  clearTiles(): void {
-    this.renderTiles([]);
-  }
-}
-
-function createTile(participantId: string): HTMLElement {
-  const tile = document.createElement("article");
-  tile.className = "tile";
-  tile.dataset["participantId"] = participantId;
-
-  const video = document.createElement("video");
-  video.autoplay = true;
-  video.playsInline = true;
-  video.className = "tile-video";
-
-  const placeholder = document.createElement("div");
-  placeholder.className = "tile-placeholder";
-  placeholder.setAttribute("aria-hidden", "true");
-
-  const caption = document.createElement("div");
-  caption.className = "tile-caption";
-  const name = document.createElement("span");
-  name.className = "tile-name";
-  const micOff = document.createElement("span");
-  micOff.className = "indicator indicator-mic-off";
-  micOff.textContent = "Mic off";
-  const cameraOff = document.createElement("span");
-  cameraOff.className = "indicator indicator-camera-off";
-  cameraOff.textContent = "Camera off";
-  const away = document.createElement("span");
-  away.className = "indicator indicator-reconnecting";
-  away.textContent = "Reconnecting…";
-  caption.append(name, micOff, cameraOff, away);
-
-  tile.append(video, placeholder, caption);
-  return tile;
-}
-
-function updateTile(tile: HTMLElement, model: TileModel): void {
-  const { participant, isSelf, stream } = model;
-  tile.dataset["self"] = String(isSelf);
-  tile.dataset["audioOn"] = String(participant.audio_on);
-  tile.dataset["videoOn"] = String(participant.video_on);
-  tile.dataset["connected"] = String(participant.connected);
-  tile.setAttribute("aria-label", isSelf ? `${participant.display_name} (you)` : participant.display_name);
-
-  const name = tile.querySelector<HTMLElement>(".tile-name");
-  if (name) name.textContent = isSelf ? `${participant.display_name} (you)` : participant.display_name;
-  const placeholder = tile.querySelector<HTMLElement>(".tile-placeholder");
-  if (placeholder) placeholder.textContent = initial(participant.display_name);
-  const micOff = tile.querySelector<HTMLElement>(".indicator-mic-off");
-  if (micOff) micOff.hidden = participant.audio_on;
-  const cameraOff = tile.querySelector<HTMLElement>(".indicator-camera-off");
-  if (cameraOff) cameraOff.hidden = participant.video_on;
-  const away = tile.querySelector<HTMLElement>(".indicator-reconnecting");
-  if (away) away.hidden = participant.connected;
-
-  const video = tile.querySelector("video");
-  if (video) {
-    // Our own preview is muted (no echo); remote tiles play their audio.
-    video.muted = isSelf;
-    attachStream(video, stream);
-  }
-}
-
-function initial(name: string): string {
-  const first = Array.from(name.trim())[0];
-  return first ? first.toUpperCase() : "?";
-}
-
-function attachStream(video: HTMLVideoElement, stream: MediaStream | null): void {
-  if (video.srcObject === stream) return;
-  video.srcObject = stream;
-  if (stream) {
-    // Autoplay may be refused before a user gesture; the Join click normally allows it.
-    video.play().catch(() => undefined);
+  private updateToggles(): void {
+    const connected = this.state === "connected";
+    this.micButton.disabled = !connected || !this.hasAudio;
+    this.cameraButton.disabled = !connected || !this.hasVideo;
   }
 }

@@ -1,0 +1,130 @@
+/**
+ * The grid of video tiles, one per participant past the lobby.
+ *
+ * Display names are user input: they only ever go through textContent.
+ */
+import type { ParticipantView } from "./generated/protocol";
+
+/** What a tile shows; `stream` is null when no media is routed to it (yet). */
+export interface TileModel {
+  participant: ParticipantView;
+  isSelf: boolean;
+  stream: MediaStream | null;
+}
+
+export class TileGrid {
+  constructor(private readonly grid: HTMLElement) {}
+
+  /** Make the grid show exactly these tiles, in this order, reusing existing elements. */
+  render(models: TileModel[]): void {
+    const existing = new Map<string, HTMLElement>();
+    for (const element of Array.from(this.grid.children)) {
+      if (element instanceof HTMLElement && element.dataset["participantId"]) {
+        existing.set(element.dataset["participantId"], element);
+      }
+    }
+    const wanted: HTMLElement[] = [];
+    for (const model of models) {
+      const tile = existing.get(model.participant.id) ?? createTile(model.participant.id);
+      existing.delete(model.participant.id);
+      updateTile(tile, model);
+      wanted.push(tile);
+    }
+    for (const stale of existing.values()) {
+      const video = stale.querySelector("video");
+      if (video) video.srcObject = null;
+      stale.remove();
+    }
+    wanted.forEach((tile, index) => {
+      const current = this.grid.children[index] ?? null;
+      if (current !== tile) this.grid.insertBefore(tile, current);
+    });
+    this.grid.dataset["count"] = String(models.length);
+  }
+
+  clear(): void {
+    this.render([]);
+  }
+}
+
+function span(className: string, text = ""): HTMLSpanElement {
+  const element = document.createElement("span");
+  element.className = className;
+  element.textContent = text;
+  return element;
+}
+
+function createTile(participantId: string): HTMLElement {
+  const tile = document.createElement("article");
+  tile.className = "tile";
+  tile.dataset["participantId"] = participantId;
+
+  const video = document.createElement("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  video.className = "tile-video";
+
+  const placeholder = document.createElement("div");
+  placeholder.className = "tile-placeholder";
+  placeholder.setAttribute("aria-hidden", "true");
+
+  const caption = document.createElement("div");
+  caption.className = "tile-caption";
+  caption.append(
+    span("tile-name"),
+    span("indicator indicator-clinician", "Clinician"),
+    span("indicator indicator-mic-off", "Mic off"),
+    span("indicator indicator-camera-off", "Camera off"),
+    span("indicator indicator-reconnecting", "Reconnecting…"),
+  );
+
+  tile.append(video, placeholder, caption);
+  return tile;
+}
+
+function setHidden(tile: HTMLElement, selector: string, hidden: boolean): void {
+  const element = tile.querySelector<HTMLElement>(selector);
+  if (element) element.hidden = hidden;
+}
+
+function updateTile(tile: HTMLElement, model: TileModel): void {
+  const { participant, isSelf, stream } = model;
+  const label = isSelf ? `${participant.display_name} (you)` : participant.display_name;
+  tile.dataset["self"] = String(isSelf);
+  tile.dataset["role"] = participant.role;
+  tile.dataset["audioOn"] = String(participant.audio_on);
+  tile.dataset["videoOn"] = String(participant.video_on);
+  tile.dataset["connected"] = String(participant.connected);
+  tile.setAttribute("aria-label", label);
+
+  const name = tile.querySelector<HTMLElement>(".tile-name");
+  if (name) name.textContent = label;
+  const placeholder = tile.querySelector<HTMLElement>(".tile-placeholder");
+  if (placeholder) placeholder.textContent = initial(participant.display_name);
+  setHidden(tile, ".indicator-clinician", participant.role !== "clinician");
+  setHidden(tile, ".indicator-mic-off", participant.audio_on);
+  setHidden(tile, ".indicator-camera-off", participant.video_on);
+  setHidden(tile, ".indicator-reconnecting", participant.connected);
+
+  const video = tile.querySelector("video");
+  if (video) {
+    // Our own picture is muted (no echo); remote tiles play their audio.
+    video.muted = isSelf;
+    attachStream(video, stream);
+  }
+}
+
+function initial(name: string): string {
+  const first = Array.from(name.trim())[0];
+  return first ? first.toUpperCase() : "?";
+}
+
+/** Show `stream` in `video` (null: nothing). */
+export function attachStream(video: HTMLVideoElement, stream: MediaStream | null): void {
+  if (video.srcObject === stream) return;
+  video.srcObject = stream;
+  if (stream) {
+    // Autoplay may be refused before a user gesture; muted previews always play.
+    video.play().catch(() => undefined);
+  }
+}
