@@ -202,6 +202,8 @@ async def test_a_second_device_of_a_personal_link_takes_the_seat_through_the_lob
                 [w["id"] for w in therapist.last("lobby")["waiting"]] == [second["participant_id"]]
             )
         )
+        # The check-in is the new device's, and it survives the move.
+        assert therapist.last("lobby")["waiting"][0]["location"] == "Home"
         roster = therapist.last("roster")["participants"]
         assert first["participant_id"] not in {p["id"] for p in roster}
     finally:
@@ -324,3 +326,44 @@ async def test_a_late_drop_of_an_older_connection_does_not_mark_the_seat_away(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_an_admit_that_lands_while_the_join_finishes_is_not_lost(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clinician admits the patient in the moment between the seat being taken and
+    the join being answered: the patient must still learn they are in the session."""
+    from telecircle.web.keys import SIGNALLING
+
+    code = await server.create_room()
+    therapist, clinician_seat = await _enter(server, await server.clinician_cookie(code), code)
+    entry = server.app[SIGNALLING]._entry
+    assert entry is not None
+    original = entry.resolve
+    rooms = server.app[ROOMS]
+    calls = 0
+
+    async def resolve_then_admit(session: str | None, patient_pass: str | None) -> object:
+        nonlocal calls
+        principal = await original(session, patient_pass)
+        if patient_pass is not None:
+            calls += 1
+            if calls == 3:  # connect, join's check, then the re-check after the seat
+                live = rooms.live_room(RoomCode(code))
+                assert live is not None
+                [waiting] = live.state.waiting()
+                await rooms.admit(RoomCode(code), clinician_seat["participant_id"], waiting.id)
+        return principal
+
+    monkeypatch.setattr(entry, "resolve", resolve_then_admit)
+    patient = await Client().connect(server.url, await server.patient_cookie(code))
+    try:
+        ack = await patient.call("join", {"room_code": code})
+        assert ack["ok"], ack
+        assert calls == 3
+        # Either the answer already says so, or the admitted event follows.
+        if ack["data"]["place"] != "plenary":
+            await patient.wait_for(lambda: patient.last("admitted") is not None)
+    finally:
+        await patient.close()
+        await therapist.close()

@@ -104,3 +104,56 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS_DIR.is_relative_to(package)
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert any((MIGRATIONS_DIR / "versions").glob("*.py"))
+
+
+async def test_upgrading_to_0002_ends_seats_that_had_ended(db_url: str) -> None:
+    from sqlalchemy import text
+
+    await upgrade(db_url, "0001")
+    db = await open_database(db_url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO rooms (id, code, name, participant_limit, created_at) "
+                    "VALUES ('r1', 'c1', 'Group', 8, '2026-01-01 10:00:00+00:00')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO sessions (id, room_id, status, started_at) "
+                    "VALUES ('s1', 'r1', 'open', '2026-01-01 10:00:00+00:00')"
+                )
+            )
+            for pid in ("p_gone", "p_here"):
+                await conn.execute(
+                    text(
+                        "INSERT INTO participants (id, session_id, display_name, "
+                        "first_joined_at) VALUES (:pid, 's1', 'X', '2026-01-01 10:00:00+00:00')"
+                    ),
+                    {"pid": pid},
+                )
+            await conn.execute(
+                text(
+                    "INSERT INTO attendance (session_id, participant_id, joined_at, left_at, "
+                    "leave_reason) VALUES ('s1', 'p_gone', '2026-01-01 10:00:00+00:00', "
+                    "'2026-01-01 10:30:00+00:00', 'left'), "
+                    "('s1', 'p_here', '2026-01-01 10:00:00+00:00', NULL, NULL)"
+                )
+            )
+    finally:
+        await db.close()
+    await upgrade(db_url)
+    db = await open_database(db_url)
+    try:
+        async with db.read() as conn:
+            rows = dict(
+                (
+                    await conn.execute(
+                        text("SELECT id, left_at IS NOT NULL FROM participants ORDER BY id")
+                    )
+                ).all()
+            )
+        assert rows == {"p_gone": True, "p_here": False}
+    finally:
+        await db.close()

@@ -506,3 +506,39 @@ async def test_a_patient_whose_pass_ended_is_asked_to_open_the_link_again(
         assert (await visitor.get("/clinic", follow=False)).headers["Location"].startswith("/login")
     finally:
         await visitor.close()
+
+
+async def test_sending_the_invite_form_twice_does_not_move_ones_own_seat(
+    server: RunningServer, admin: SiteClient
+) -> None:
+    therapist = await make_therapist(server, admin, "theo")
+    patient = SiteClient(server.url)
+    try:
+        room_id = await make_room(therapist)
+        invite = await make_invite(server, therapist, room_id, "Robin")
+        landing = await patient.get(invite)
+        await patient.post(invite, {}, csrf=landing.csrf, follow=False)
+        first = patient.cookie("tc_pass")
+        # The same form again (Back and resubmit): refused as stale or sent on to the
+        # pre-join page, but never a new pass that would move this browser's own seat.
+        again = await patient.post(invite, {}, csrf=landing.csrf, follow=False)
+        assert again.status in (303, 403) and patient.cookie("tc_pass") == first
+        fresh = await patient.get(invite, follow=False)
+        assert fresh.status == 303 and fresh.headers["Location"] == "/join"
+        assert (await patient.get("/join")).status == 200  # still valid
+    finally:
+        await patient.close()
+        await therapist.close()
+
+
+async def test_cookies_are_secure_when_the_site_is_served_over_https(tmp_path: Path) -> None:
+    running = await start_server(tmp_path, public_url="https://telecircle.example")
+    client = SiteClient(running.url)
+    try:
+        token = await running.app[ACCOUNTS].create_setup_link()
+        page = await client.get(f"/setup/{token}")
+        anon = page.headers.get("Set-Cookie", "")
+        assert "tc_anon=" in anon and "Secure" in anon and "HttpOnly" in anon
+    finally:
+        await client.close()
+        await running.runner.cleanup()

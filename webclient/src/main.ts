@@ -271,6 +271,8 @@ class App {
   private fail(error: unknown): void {
     if (error instanceof SignallingError && error.code === "room_full") {
       this.finish("room_full", { message: error.message });
+    } else if (error instanceof SignallingError && error.code === "denied") {
+      this.finish("closed", { reason: "denied", message: error.message });
     } else {
       this.finish("error", { message: describe(error) });
     }
@@ -373,18 +375,24 @@ class App {
 
   /** End the session for this page and show why. */
   private finish(state: AppState, details?: StateDetails): void {
-    this.endSession();
+    this.endSession(state === "left");
     this.setState(state, details);
   }
 
-  /** Close the connections and the socket, release camera and microphone. Idempotent. */
-  private endSession(): void {
+  /** Close the connections and the socket, release camera and microphone. Idempotent.
+   * Only a Leave says goodbye to the server; any other ending (an error, a refusal)
+   * just drops the socket, so a seat still held can be taken back by "Try again". */
+  private endSession(leaving: boolean): void {
     this.finished = true;
     this.mediaLostPending = false;
     this.stopReconnectDeadline();
     this.attempt++;
     this.closePeers();
-    this.signalling.disconnect();
+    if (leaving) {
+      this.signalling.disconnect();
+    } else {
+      this.signalling.drop();
+    }
     this.lobby?.setActive(false);
     this.selfId = null;
     this.roster = [];

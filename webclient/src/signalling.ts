@@ -85,8 +85,16 @@ export class Signalling {
     });
   }
 
+  /** Say goodbye: the server ends the seat at once (only for Leave). */
   disconnect(): void {
     this.socket.disconnect();
+  }
+
+  /** Close the socket without a goodbye, as if the network dropped: the server holds
+   * the seat for the reconnect window, so "Try again" (or a reload) returns to it. */
+  drop(): void {
+    this.socket.io.reconnection(false);
+    this.socket.io.engine?.close();
   }
 
   /** Emit a client event and wait for its ack. */

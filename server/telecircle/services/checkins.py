@@ -33,7 +33,9 @@ class CheckIns:
         self._by_key: OrderedDict[str, CheckIn] = OrderedDict()
 
     def record(self, key: str, location: str, emergency_contact: str) -> CheckIn:
-        check_in = CheckIn(location, emergency_contact, self._clock.now())
+        now = self._clock.now()
+        self._prune(now)
+        check_in = CheckIn(location, emergency_contact, now)
         self._by_key.pop(key, None)
         self._by_key[key] = check_in
         while len(self._by_key) > self._capacity:
@@ -51,3 +53,11 @@ class CheckIns:
 
     def forget(self, key: str) -> None:
         self._by_key.pop(key, None)
+
+    def _prune(self, now: float) -> None:
+        # Oldest first (insertion order is recording order): stop at the first fresh one.
+        while self._by_key:
+            key, oldest = next(iter(self._by_key.items()))
+            if now - oldest.at <= self._ttl:
+                return
+            del self._by_key[key]

@@ -220,15 +220,18 @@ class RoomService:
                 live.credential_of[pid] = entrant.credential
                 live.epochs[pid] = 1
                 try:
-                    await self._apply(live, command)
-                except BaseException:
-                    live.forget_seat(pid)
-                    if not live.state.participants:
-                        await self._close_room(live)
-                    raise
-                outcome = self._outcome(live, pid, returned=False)
-            if moved_out is not None:
-                await self._release_media(live, moved_out)
+                    try:
+                        await self._apply(live, command)
+                    except BaseException:
+                        live.forget_seat(pid)
+                        if not live.state.participants:
+                            await self._close_room(live)
+                        raise
+                    outcome = self._outcome(live, pid, returned=False)
+                finally:
+                    if moved_out is not None:
+                        # The moved seat's media goes whether or not the new one came to be.
+                        self._tasks.spawn(self._release_media(live, moved_out), "moved-seat")
             return outcome
 
     @staticmethod
@@ -264,16 +267,6 @@ class RoomService:
             if key is not None:
                 live.denied.add(key)
         await self._after_leave(live, pid)
-
-    async def leave_person(self, code: RoomCode, key: str) -> bool:
-        """End the seat held by ``key`` in that room (a closing page's beacon).
-        Returns False when they hold no seat there."""
-        live = self._rooms.get(code)
-        pid = live.seat_of.get(key) if live is not None else None
-        if pid is None:
-            return False
-        await self.leave(code, pid, LeaveReason.LEFT)
-        return True
 
     async def remove_person(self, key: str, reason: LeaveReason) -> None:
         """End every seat ``key`` holds in any live room (an invite withdrawn, an

@@ -190,29 +190,31 @@ class SignallingServer:
                     principal = await self._entry.resolve(
                         connection.session_secret, connection.pass_secret
                     )
+                    if principal is None:
+                        await self._end_connection(connection, "signed_out")
                 except Exception:
                     log.exception("sign-in refresh failed", extra={"sid": connection.sid})
-                    continue
-                if principal is None:
-                    await self.end_connections(connection.principal.key, "signed_out")
 
     async def end_connections(
         self, key: str, reason: str, session_secret: str | None = None
     ) -> None:
         """Close every connection of the person ``key`` (only those with that sign-in
-        secret, if given), ending their seats: after a sign-out, a password reset, or
-        a sign-in that ran out."""
+        secret, if given), ending their seats: after a sign-out or a password reset."""
         for connection in list(self._connections.values()):
             if connection.principal.key != key:
                 continue
             if session_secret is not None and connection.session_secret != session_secret:
                 continue
-            closed = m.ClosedEvent(reason=reason, message="You have been signed out.")
-            await self.sio.emit("closed", closed.model_dump(mode="json"), to=connection.sid)
-            self._connections.pop(connection.sid, None)
-            async with connection.lock:
-                await self._release_seat(connection, LeaveReason.LEFT)
-            self._tasks.spawn(self._disconnect_after_ack(connection.sid), "signed-out")
+            await self._end_connection(connection, reason)
+
+    async def _end_connection(self, connection: Connection, reason: str) -> None:
+        """Tell the connection why, end its seat, close it."""
+        closed = m.ClosedEvent(reason=reason, message="You have been signed out.")
+        await self.sio.emit("closed", closed.model_dump(mode="json"), to=connection.sid)
+        self._connections.pop(connection.sid, None)
+        async with connection.lock:
+            await self._release_seat(connection, LeaveReason.LEFT)
+        self._tasks.spawn(self._disconnect_after_ack(connection.sid), "signed-out")
 
     def connection_count(self) -> int:
         return len(self._connections)
@@ -244,8 +246,9 @@ class SignallingServer:
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         """A socket closed. A client that said goodbye at the socket.io level (a
-        ``disconnect()`` call) has left; any other drop — including a closing page, whose
-        own leave beacon ends the seat — holds the seat for the reconnect window."""
+        ``disconnect()`` call, which the webclient makes only on Leave) has left; any
+        other drop — a network change, a reload, a closed tab, a crash — holds the seat
+        for the reconnect window."""
         connection = self._connections.pop(ConnectionId(sid), None)
         if connection is None:
             return
@@ -418,28 +421,38 @@ class SignallingServer:
                 await self.sio.leave_room(connection.sid, name)
             raise
         pid = outcome.participant.id
-        if await self._entry.resolve(connection.session_secret, connection.pass_secret) is None:
-            # Disabled or withdrawn while the seat was being taken: it ends at once.
-            for name in channels:
-                await self.sio.leave_room(connection.sid, name)
-            await rooms.leave(code, pid, LeaveReason.REVOKED)
-            return acks.error(acks.NOT_ALLOWED, "Your sign-in or invite is no longer valid.")
-        waiting = outcome.participant.place is Place.LOBBY
-        if not waiting and not channels:
-            await self.sio.enter_room(connection.sid, channel(code))
+        # Map the seat to this connection before anything else can yield, so an admit,
+        # a denial or a withdrawal that lands from here on reaches this connection.
         previous = self._sid_by_participant.get(pid)
-        if previous is not None and previous != connection.sid:
-            await self._seat_moved(previous)
         connection.room_code = code
         connection.participant_id = pid
         connection.epoch = outcome.epoch
         self._sid_by_participant[pid] = connection.sid
+        try:
+            if previous is not None and previous != connection.sid:
+                await self._seat_moved(previous)
+            if await self._entry.resolve(connection.session_secret, connection.pass_secret) is None:
+                # Disabled or withdrawn while the seat was being taken: it ends at once.
+                await self._release_seat(connection, LeaveReason.REVOKED)
+                return acks.error(acks.NOT_ALLOWED, "Your sign-in or invite is no longer valid.")
+            live = rooms.live_room(code)
+            participant = live.state.find(pid) if live is not None else None
+            if live is None or participant is None or connection.participant_id != pid:
+                # Ended meanwhile (denied, withdrawn, moved): the connection was told.
+                return acks.error(acks.NOT_JOINED, "Your place in this session has ended.")
+            waiting = participant.place is Place.LOBBY
+            if not waiting and not channels:
+                await self.sio.enter_room(connection.sid, channel(code))
+        except BaseException:
+            # Never leave a seat nobody holds: it would count against the limit forever.
+            await self._release_seat(connection, LeaveReason.LEFT)
+            raise
         log.info(
             "returned" if outcome.returned else ("knocked" if waiting else "joined"),
             extra={"room": code, "participant": pid},
         )
         if entrant.role is SeatRole.CLINICIAN:
-            self._emit_soon("lobby", self._lobby_view(code, outcome.state), connection.sid)
+            self._emit_soon("lobby", self._lobby_view(code, live.state), connection.sid)
         return acks.ok(
             m.JoinResult(
                 participant_id=pid,
@@ -448,8 +461,8 @@ class SignallingServer:
                 returned=outcome.returned,
                 reconnect_grace_seconds=self._settings.reconnect_grace,
                 room_name=outcome.room.name,
-                participant_limit=outcome.state.participant_limit,
-                participants=[] if waiting else participant_views(outcome.state),
+                participant_limit=live.state.participant_limit,
+                participants=[] if waiting else participant_views(live.state),
             )
         )
 
@@ -540,7 +553,8 @@ class SignallingServer:
             if isinstance(event, ParticipantAdmitted):
                 await self._admitted(code, event.participant_id, state)
             elif isinstance(event, ParticipantLeft):
-                self._forget_check_in(code, event.participant_id)
+                if event.reason is not LeaveReason.SEAT_MOVED:  # the new device's, now
+                    self._forget_check_in(code, event.participant_id)
                 await self._ended_by_others(event.participant_id, event.reason)
         roster = m.RosterEvent(participants=participant_views(state))
         await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(code))

@@ -204,6 +204,7 @@ def _end_seats_of_lost_access(app: web.Application) -> None:
         for pass_id in pass_ids:
             revoked = await invites_store.get_pass(database, pass_id)
             if revoked is not None:
+                app[CHECKINS].forget(patient_key(revoked))
                 await rooms.remove_person(patient_key(revoked), LeaveReason.REVOKED)
 
     app[ACCOUNTS].on_disabled(account_disabled)

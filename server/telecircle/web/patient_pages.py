@@ -43,11 +43,14 @@ def current_pass(request: web.Request) -> PassRecord:
 
 
 def _limited(request: web.Request) -> web.Response | None:
-    """Counts this opening against the address's allowance; a page when it is used up."""
+    """Counts this opening against the address's allowance; a page when it is used up.
+    (Links are signed, so guessing one is hopeless; counting per address stops a
+    flood. Not per link: a group link is opened by everyone in the group.)"""
     limiter = request.app[INVITE_LIMITER]
-    key = "invite-addr:" + client_address(request)
-    wait = limiter.retry_after(key)
-    if wait is not None:
+    keys = ("invite-addr:" + client_address(request),)
+    waits = [w for w in (limiter.retry_after(key) for key in keys) if w is not None]
+    if waits:
+        wait = max(waits)
         minutes = max(1, int(wait // 60) + 1)
         return message(
             request,
@@ -56,7 +59,8 @@ def _limited(request: web.Request) -> web.Response | None:
             f"Please try again in {minutes} minute{'s' if minutes > 1 else ''}.",
             status=429,
         )
-    limiter.record_failure(key)  # every opening counts, good or bad
+    for key in keys:
+        limiter.record_failure(key)  # every opening counts, good or bad
     return None
 
 
@@ -93,6 +97,16 @@ async def redeem_invite(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     address = client_address(request)
+    holder = identity_of(request).patient_pass
+    if holder is not None:
+        token = request.match_info["token"][:TOKEN_MAX]
+        try:
+            invite = await request.app[INVITES].check(token)
+        except TelecircleError:
+            invite = None
+        if invite is not None and invite.id == holder.invite_id:
+            # Sent twice (a double click, Back and again): this browser holds it already.
+            return see_other("/join")
     try:
         redemption = await request.app[INVITES].redeem(
             request.match_info["token"][:TOKEN_MAX], address

@@ -243,6 +243,13 @@ def upgrade() -> None:
     op.add_column("participants", sa.Column("user_id", sa.String(length=64), nullable=True))
     op.add_column("participants", sa.Column("pass_id", sa.String(length=64), nullable=True))
     op.add_column("participants", sa.Column("left_at", _utc(), nullable=True))
+    # Seats that had ended before this revision ended with their last interval.
+    op.execute(
+        "UPDATE participants SET left_at = (SELECT MAX(a.left_at) FROM attendance a "
+        "WHERE a.participant_id = participants.id) "
+        "WHERE NOT EXISTS (SELECT 1 FROM attendance a "
+        "WHERE a.participant_id = participants.id AND a.left_at IS NULL)"
+    )
     op.add_column("rooms", sa.Column("recording_consent_required", sa.Boolean(), nullable=True))
     op.add_column("rooms", sa.Column("notes_retention_days", sa.Integer(), nullable=True))
 
