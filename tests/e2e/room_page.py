@@ -1,5 +1,6 @@
 """Driving Telecircle's pages in headless Chromium: the pre-join page, the call page
-(patient's waiting room, clinician's lobby panel, the grid), and fake-camera files.
+(patient's waiting room, clinician's lobby panel and facilitator console, the grid and
+its per-tile controls, a patient's own signals), and fake-camera files.
 
 Chromium's fake camera shows the same picture in every browser, so each browser gets
 its own solid-colour Y4M file; a receiver then proves, by colour, whose video it decodes.
@@ -26,6 +27,7 @@ RGB = tuple[int, int, int]
 RED: RGB = (255, 0, 0)
 GREEN: RGB = (0, 255, 0)
 BLUE: RGB = (0, 0, 255)
+YELLOW: RGB = (255, 255, 0)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -188,6 +190,48 @@ async (participantId) => {
 }
 """
 
+# Inbound video of a tile: packets received and frames decoded, or null.
+_TILE_VIDEO_JS = """
+async (participantId) => {
+  const tile = document.querySelector(`#tiles .tile[data-participant-id="${participantId}"]`);
+  const video = tile && tile.querySelector('video');
+  const stream = video && video.srcObject;
+  const track = stream && stream.getVideoTracks()[0];
+  if (!track) return null;
+  for (const pc of window.__telecircleTestPeers || []) {
+    if (pc.connectionState === 'closed') continue;
+    let stats;
+    try {
+      stats = await pc.getStats(track);
+    } catch (error) {
+      continue;  // this connection does not carry the track
+    }
+    for (const report of stats.values()) {
+      if (report.type === 'inbound-rtp' && report.kind === 'video') {
+        return { packets: report.packetsReceived || 0, frames: report.framesDecoded || 0 };
+      }
+    }
+  }
+  return null;
+}
+"""
+
+# What this page sends of one kind (its publish connection): RTP packets sent, or null.
+_OUTBOUND_JS = """
+async (kind) => {
+  for (const pc of window.__telecircleTestPeers || []) {
+    if (pc.connectionState === 'closed') continue;
+    const stats = await pc.getStats();
+    for (const report of stats.values()) {
+      if (report.type === 'outbound-rtp' && report.kind === kind) {
+        return report.packetsSent || 0;
+      }
+    }
+  }
+  return null;
+}
+"""
+
 # Average colour of a video element's picture, or null until a frame has been decoded.
 _VIDEO_COLOUR_JS = """
 (selector) => {
@@ -210,9 +254,12 @@ _VIDEO_COLOUR_JS = """
 
 
 def looks_like(colour: list[int] | None, expected: RGB) -> bool:
-    """The expected primary dominates clearly (tolerant of the YUV and codec round trip)."""
+    """The expected primary dominates clearly (tolerant of the YUV and codec round trip);
+    a colour that is not a primary (e.g. yellow) must be near on every channel."""
     if colour is None or len(colour) != 3:
         return False
+    if sorted(expected) != [0, 0, 255]:
+        return all(abs(c - e) <= 70 for c, e in zip(colour, expected, strict=True))
     channel = expected.index(255)
     strong = colour[channel]
     others = [c for i, c in enumerate(colour) if i != channel]
@@ -389,6 +436,105 @@ class RoomPage:
             lambda audio: audio is not None and audio["packets"] > 20 and audio["energy"] > 0,
             timeout,
             f"{self.name}: hearing {name}",
+        )
+
+    async def tile_video(self, participant_id: str) -> dict[str, float] | None:
+        """Inbound video of a tile: ``packets`` received and ``frames`` decoded."""
+        result: dict[str, float] | None = await self.page.evaluate(_TILE_VIDEO_JS, participant_id)
+        return result
+
+    async def packets_sent(self, kind: str) -> int | None:
+        """RTP packets this page has sent of ``kind`` ("audio" / "video")."""
+        result: int | None = await self.page.evaluate(_OUTBOUND_JS, kind)
+        return result
+
+    async def remote_id(self, name: str) -> str:
+        """The participant id of ``name``'s tile on this page (which must be shown)."""
+        tile = await self.tile_of(name)
+        assert tile is not None, f"{self.name} has no tile for {name}"
+        return tile.participant_id
+
+    # ---- the facilitator's controls ---------------------------------------------------
+
+    def tile(self, name: str) -> Locator:
+        """``name``'s tile (not our own)."""
+        names = self.page.locator(".tile-name", has_text=re.compile(f"^{re.escape(name)}$"))
+        return self.page.locator('#tiles .tile[data-self="false"]').filter(has=names)
+
+    async def tile_control(self, name: str, control: str) -> None:
+        """Press a control on ``name``'s tile: ``force-audio``, ``force-video``,
+        ``lower-hand``, ``to-lobby``, ``remove``, ``remove-confirm``..."""
+        await self.tile(name).locator(f".tile-{control}").click()
+
+    async def tile_indicator_shown(self, name: str, indicator: str) -> bool:
+        """Whether ``name``'s tile shows ``.indicator-{indicator}`` (on this page)."""
+        return await self.tile(name).locator(f".indicator-{indicator}").is_visible()
+
+    async def wait_tile_indicator(
+        self, name: str, indicator: str, shown: bool = True, timeout: float = 15
+    ) -> None:
+        await eventually(
+            lambda: self.tile_indicator_shown(name, indicator),
+            lambda visible: visible == shown,
+            timeout,
+            f"{self.name}: {name}'s tile {'showing' if shown else 'without'} {indicator}",
+        )
+
+    async def _list_names(self, selector: str) -> list[str]:
+        names: list[str] = await self.page.eval_on_selector_all(
+            selector, "(els) => els.map((e) => e.textContent)"
+        )
+        return names
+
+    async def hand_names(self) -> list[str]:
+        """The console's raised hands, in order of raising."""
+        return await self._list_names("#hands-list .hand-entry .hand-entry-name")
+
+    async def moment_names(self) -> list[str]:
+        """The console's private "needs a moment" list."""
+        return await self._list_names("#moments-list .moment-entry .moment-entry-name")
+
+    async def wait_hands(self, names: list[str], timeout: float = 15) -> None:
+        await eventually(
+            self.hand_names, lambda now: now == names, timeout, f"{self.name}: hands {names}"
+        )
+
+    async def wait_moments(self, names: list[str], timeout: float = 15) -> None:
+        await eventually(
+            self.moment_names, lambda now: now == names, timeout, f"{self.name}: moments {names}"
+        )
+
+    async def console_action(self, entry: str, name: str) -> None:
+        """Press the button of ``name``'s entry in the console list ``entry``
+        (``hand-entry`` or ``moment-entry``)."""
+        names = self.page.locator(f".{entry}-name", has_text=re.compile(f"^{re.escape(name)}$"))
+        await (
+            self.page.locator(f"#console-panel .{entry}")
+            .filter(has=names)
+            .locator("button")
+            .click()
+        )
+
+    # ---- one's own buttons ------------------------------------------------------------
+
+    async def button_state(self, selector: str) -> dict[str, Any]:
+        """Text, ``aria-pressed`` and ``disabled`` of a button."""
+        state: dict[str, Any] = await self.page.eval_on_selector(
+            selector,
+            "(b) => ({text: b.textContent.trim(), pressed: b.getAttribute('aria-pressed'),"
+            " disabled: b.disabled})",
+        )
+        return state
+
+    async def wait_button(
+        self,
+        selector: str,
+        accept: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float = 15,
+    ) -> dict[str, Any]:
+        return await eventually(
+            lambda: self.button_state(selector), accept, timeout, f"{self.name}: {what}"
         )
 
     async def screenshot(self, directory: Path, label: str) -> None:

@@ -79,6 +79,16 @@ EVENTS: dict[str, set[str]] = {
     "admit": CLINICIANS,
     "admit_all": CLINICIANS,
     "deny": CLINICIANS,
+    "force_media": CLINICIANS,
+    "mute_all": CLINICIANS,
+    "move_to_lobby": CLINICIANS,
+    "lower_hand": CLINICIANS,
+    "clear_moment": CLINICIANS,
+    "remove": CLINICIANS,
+    "lock": CLINICIANS,
+    "end_session": CLINICIANS,
+    "raise_hand": PATIENT | CLINICIANS,
+    "need_moment": PATIENT | CLINICIANS,
 }
 
 Identity = Callable[[], Awaitable[str | None]]
@@ -187,11 +197,25 @@ async def test_every_event_refuses_every_role_it_does_not_serve(server: RunningS
         for event, allowed in EVENTS.items():
             client = await Client().connect(server.url, await makers[role]())
             try:
-                payload: dict[str, str] = {}
+                payload: dict[str, object] = {}
                 if event == "join":
                     payload = {"room_code": code}
-                elif event in ("admit", "deny"):
+                elif event in (
+                    "admit",
+                    "deny",
+                    "force_media",
+                    "move_to_lobby",
+                    "lower_hand",
+                    "clear_moment",
+                    "remove",
+                ):
                     payload = {"participant_id": "p_nobody"}
+                elif event == "lock":
+                    payload = {"locked": False}
+                elif event == "raise_hand":
+                    payload = {"raised": False}
+                elif event == "need_moment":
+                    payload = {"needed": False}
                 elif event in ("publish", "subscribe_answer"):
                     payload = {"sdp": "v=0"}
                 ack = await client.call(event, payload)

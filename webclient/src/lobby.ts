@@ -1,12 +1,14 @@
 /**
  * The clinicians' waiting-room panel: who is waiting and for how long, where they are
- * and whom to call in an emergency, and the Admit / Deny / Admit everyone controls.
+ * and whom to call in an emergency, and the Admit / Deny / Admit everyone controls
+ * (with a note while the session is locked: the server refuses admits then).
  *
  * Names, locations and contacts are user input: they only ever go through textContent.
  * Entries are kept by participant id across updates, so an open Deny form survives the
  * lobby updates that arrive while the clinician types.
  */
 import type { WaitingView } from "./generated/protocol";
+import { byId, errorText, make } from "./dom";
 import { Knocker } from "./knock";
 
 const CLOCK_INTERVAL_MS = 5_000;
@@ -16,27 +18,6 @@ export interface LobbyActions {
   admit(participantId: string): Promise<void>;
   admitAll(): Promise<number>;
   deny(participantId: string, message: string): Promise<void>;
-}
-
-function byId<T extends HTMLElement>(id: string, type: { new (): T }): T {
-  const element = document.getElementById(id);
-  if (!(element instanceof type)) throw new Error(`Page is missing #${id}`);
-  return element;
-}
-
-function make<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text = "",
-): HTMLElementTagNameMap[K] {
-  const element = document.createElement(tag);
-  element.className = className;
-  if (text) element.textContent = text;
-  return element;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : "That did not work. Please try again.";
 }
 
 /** "just arrived", "waiting 4 min", "waiting 1 h 5 min". */
@@ -52,6 +33,7 @@ export class LobbyPanel {
   private readonly list = byId("lobby-list", HTMLUListElement);
   private readonly badge = byId("lobby-badge", HTMLElement);
   private readonly admitAllButton = byId("admit-all-button", HTMLButtonElement);
+  private readonly lockedNote = byId("lobby-locked", HTMLElement);
   private readonly error: HTMLElement;
   private readonly knocker = new Knocker();
   /** Everyone ever seen waiting: only a new arrival knocks (not a reconnect or update). */
@@ -59,6 +41,7 @@ export class LobbyPanel {
   private waiting: WaitingView[] = [];
   private clock: number | undefined;
   private knocks = 0;
+  private locked = false;
 
   constructor(private readonly actions: LobbyActions) {
     this.error = make("p", "lobby-error error");
@@ -96,12 +79,20 @@ export class LobbyPanel {
     this.render();
   }
 
+  /** The session is locked: nobody is let in until a clinician unlocks it. */
+  setLocked(locked: boolean): void {
+    this.locked = locked;
+    this.render();
+  }
+
   private render(): void {
     const count = this.waiting.length;
+    this.lockedNote.hidden = !this.locked;
+    this.panel.dataset["locked"] = String(this.locked);
     this.badge.textContent = String(count);
     this.badge.hidden = count === 0;
     this.badge.setAttribute("aria-label", `${count} waiting`);
-    this.admitAllButton.disabled = count === 0;
+    this.admitAllButton.disabled = count === 0 || this.locked;
     this.panel.dataset["waiting"] = String(count);
 
     const existing = new Map<string, HTMLLIElement>();
@@ -230,7 +221,7 @@ export class LobbyPanel {
     } catch (error) {
       this.showError(errorText(error));
     } finally {
-      this.admitAllButton.disabled = this.waiting.length === 0;
+      this.admitAllButton.disabled = this.waiting.length === 0 || this.locked;
     }
   }
 

@@ -2,8 +2,12 @@
  * The call page (`/session` for patients, `/room/{id}` for clinicians).
  *
  * Join as whoever the cookies say → a patient waits in the lobby until admitted, a
- * clinician goes straight in and runs the lobby → publish + subscribe → grid; leave;
- * after a dropped connection, join again (a seat still held comes back as it was).
+ * clinician goes straight in and runs the lobby and the session (facilitation.ts) →
+ * publish + subscribe → grid; leave; after a dropped connection, join again (a seat
+ * still held comes back as it was). A clinician may send a patient back to the waiting
+ * room (media closed, rebuilt when admitted again), mute them or turn their camera off
+ * (the server stops forwarding it; the page says so and, where the room's policy says,
+ * the patient raises a hand instead of unmuting), remove them, or end the session.
  */
 import type {
   AdmittedEvent,
@@ -14,8 +18,9 @@ import type {
   SlotsEvent,
 } from "./generated/protocol";
 import { explainProblem, getLocalMedia, type LocalMedia, stopStream } from "./devices";
-import { LobbyPanel } from "./lobby";
+import { Facilitation } from "./facilitation";
 import { PublishConnection, SubscribeConnection } from "./media";
+import { PatientSignals } from "./signals";
 import { Signalling, SignallingError } from "./signalling";
 import { type AppState, type StateDetails, View } from "./ui";
 
@@ -26,7 +31,12 @@ const RECONNECT_MARGIN_MS = 15_000;
 class App {
   private readonly view = new View();
   private readonly signalling = new Signalling();
-  private readonly lobby: LobbyPanel | null;
+  /** The clinician's lobby panel, console and tile controls (null for patients). */
+  private readonly facilitation: Facilitation | null;
+  /** The patient's raise-hand and "I need a moment" buttons (null for clinicians). */
+  private readonly signals: PatientSignals | null;
+  /** The room's policy: may a patient muted by a clinician unmute themselves? */
+  private patientsMayUnmute = true;
   private state: AppState = "joining";
   private local: LocalMedia | null = null;
   private mediaReady: Promise<void> = Promise.resolve();
@@ -52,18 +62,18 @@ class App {
   private mediaLostPending = false;
 
   constructor() {
-    this.lobby =
-      this.view.role === "clinician"
-        ? new LobbyPanel({
-            admit: async (id) => {
-              await this.signalling.request("admit", { participant_id: id });
-            },
-            admitAll: async () => (await this.signalling.request("admit_all", {})).admitted,
-            deny: async (id, message) => {
-              await this.signalling.request("deny", { participant_id: id, message });
-            },
-          })
-        : null;
+    const clinician = this.view.role === "clinician";
+    this.facilitation = clinician ? new Facilitation(this.signalling, this.view.tiles) : null;
+    this.signals = clinician
+      ? null
+      : new PatientSignals({
+          raiseHand: async (raised) => {
+            await this.signalling.request("raise_hand", { raised });
+          },
+          needMoment: async (needed) => {
+            await this.signalling.request("need_moment", { needed });
+          },
+        });
   }
 
   start(): void {
@@ -75,16 +85,15 @@ class App {
     this.view.retryButton.addEventListener("click", () => window.location.reload());
     this.view.deviceRetryButton.addEventListener("click", () => void this.retryDevices());
 
-    this.signalling.on("roster", (event: RosterEvent) => {
-      this.roster = event.participants;
-      this.render();
-    });
+    this.signalling.on("roster", (event: RosterEvent) => this.setRoster(event.participants));
     this.signalling.on("slots", (event: SlotsEvent) => {
       this.slots = new Map(event.slots.map((slot) => [slot.index, slot.participant_id]));
       this.render();
     });
     this.signalling.on("admitted", (event: AdmittedEvent) => this.onAdmitted(event));
-    this.signalling.on("lobby", (event) => this.lobby?.update(event.waiting));
+    this.signalling.on("lobby", (event) => this.facilitation?.onLobby(event));
+    this.signalling.on("moved_to_lobby", () => this.onMovedToLobby());
+    this.signalling.on("moment", (event) => this.signals?.setMomentNeeded(event.needed));
     this.signalling.on("closed", (event: ClosedEvent) => {
       if (event.reason === "signed_out") {
         this.finish("signed_out", { message: event.message });
@@ -102,8 +111,7 @@ class App {
     // server holds the seat for the reconnect window (a reload comes straight back into
     // it, without the lobby). Only the Leave button ends the seat at once.
 
-    this.view.setMicOn(this.micOn);
-    this.view.setCameraOn(this.cameraOn);
+    this.showSwitches();
     this.setState("joining");
     this.mediaReady = this.acquireMedia();
     void this.enter();
@@ -112,6 +120,22 @@ class App {
   private setState(state: AppState, details?: StateDetails): void {
     this.state = state;
     this.view.setState(state, details);
+    this.signals?.setEnabled(state === "connected");
+  }
+
+  /** Everyone past the lobby, as the server says now (our own forced state included). */
+  private setRoster(participants: ParticipantView[]): void {
+    this.roster = participants;
+    this.facilitation?.setRoster(participants);
+    this.signals?.setHandRaised(this.self()?.hand_raised ?? false);
+    this.applyTrackStates();
+    this.showSwitches();
+    this.render();
+  }
+
+  /** Our own entry in the roster (null in the lobby or before the first roster). */
+  private self(): ParticipantView | null {
+    return this.roster.find((participant) => participant.id === this.selfId) ?? null;
   }
 
   // ---- camera and microphone ------------------------------------------------------
@@ -143,7 +167,7 @@ class App {
       await this.mediaReady;
       const stream = this.local?.stream;
       if (stream && this.publish) await this.publish.useStream(stream);
-      if (this.state === "connected") this.sendMediaState();
+      this.syncMediaState();
     } finally {
       this.view.deviceRetryButton.disabled = false;
     }
@@ -189,23 +213,50 @@ class App {
     if (attempt !== this.attempt || this.finished) return;
     this.selfId = joined.participant_id;
     this.reconnectGraceMs = joined.reconnect_grace_seconds * 1000;
-    this.lobby?.setActive(true);
+    this.patientsMayUnmute = joined.policy.patients_may_unmute;
+    this.signals?.setMomentNeeded(joined.needs_moment);
+    this.facilitation?.setActive(true);
     if (joined.place === "lobby") {
-      this.closePeers();
-      this.stopReconnectDeadline();
-      this.view.setWaiting(true);
-      this.setState("lobby");
+      this.toWaitingRoom();
       return;
     }
     this.roster = joined.participants;
-    this.render();
+    const self = this.self();
+    if (joined.returned && self !== null) {
+      // The seat comes back as it was (after a reload too): what was off stays off.
+      this.micOn &&= self.audio_on;
+      this.cameraOn &&= self.video_on;
+    }
+    this.setRoster(joined.participants);
     await this.startMedia();
   }
 
   private onAdmitted(event: AdmittedEvent): void {
     if (this.finished) return;
-    this.roster = event.participants;
+    this.setRoster(event.participants);
     void this.startMedia();
+  }
+
+  /** A clinician sent us back to the waiting room: the server has dropped our media. */
+  private onMovedToLobby(): void {
+    if (this.finished || this.selfId === null) return;
+    this.attempt++; // a media build still running is moot
+    this.toWaitingRoom();
+  }
+
+  /** Wait in the lobby: no media connections, nobody's tiles, the waiting screen. */
+  private toWaitingRoom(): void {
+    this.closePeers();
+    this.stopReconnectDeadline();
+    this.mediaLostPending = false;
+    this.roster = [];
+    this.slots.clear();
+    this.view.tiles.clear();
+    this.signals?.reset();
+    this.applyTrackStates();
+    this.showSwitches();
+    this.view.setWaiting(true);
+    this.setState("lobby");
   }
 
   /**
@@ -260,9 +311,7 @@ class App {
         return;
       }
       // A new seat starts with microphone and camera on: say what is off or missing.
-      if (!this.micOn || !this.cameraOn || !this.hasTrack("audio") || !this.hasTrack("video")) {
-        this.sendMediaState();
-      }
+      this.syncMediaState();
     } catch (error) {
       if (!stale()) this.fail(error);
     }
@@ -330,33 +379,83 @@ class App {
 
   // ---- in the session ---------------------------------------------------------------
 
+  /**
+   * The microphone button: mute or unmute ourselves. Muted by a clinician, pressing it
+   * unmutes (which releases their mute) only where the room's policy lets patients do so;
+   * otherwise the button is disabled and says to raise a hand.
+   */
   private toggleMic(): void {
-    this.micOn = !this.micOn;
+    const forced = this.self()?.audio_forced_off ?? false;
+    if (forced && !this.mayRelease()) return;
+    this.micOn = forced ? true : !this.micOn;
     this.applyTrackStates();
-    this.view.setMicOn(this.micOn);
-    this.sendMediaState();
+    this.showSwitches();
+    this.sendMedia({ audio_on: this.micOn && this.hasTrack("audio") });
   }
 
+  /** The camera button, as the microphone's. */
   private toggleCamera(): void {
-    this.cameraOn = !this.cameraOn;
+    const forced = this.self()?.video_forced_off ?? false;
+    if (forced && !this.mayRelease()) return;
+    this.cameraOn = forced ? true : !this.cameraOn;
     this.applyTrackStates();
-    this.view.setCameraOn(this.cameraOn);
-    this.sendMediaState();
+    this.showSwitches();
+    this.sendMedia({ video_on: this.cameraOn && this.hasTrack("video") });
   }
 
+  private mayRelease(): boolean {
+    return this.view.role === "clinician" || this.patientsMayUnmute;
+  }
+
+  /**
+   * Our tracks send only what we chose and no clinician turned off. The server enforces
+   * a clinician's turning off by not forwarding; muting here too means the browser does
+   * not capture what nobody may hear.
+   */
   private applyTrackStates(): void {
-    for (const track of this.local?.stream.getAudioTracks() ?? []) track.enabled = this.micOn;
-    for (const track of this.local?.stream.getVideoTracks() ?? []) track.enabled = this.cameraOn;
+    const self = this.self();
+    const audio = this.micOn && !(self?.audio_forced_off ?? false);
+    const video = this.cameraOn && !(self?.video_forced_off ?? false);
+    for (const track of this.local?.stream.getAudioTracks() ?? []) track.enabled = audio;
+    for (const track of this.local?.stream.getVideoTracks() ?? []) track.enabled = video;
   }
 
-  /** Tell the others what we send: a missing device counts as switched off. */
-  private sendMediaState(): void {
+  private showSwitches(): void {
+    const self = this.self();
+    const mayRelease = this.mayRelease();
+    this.view.setMic({ on: this.micOn, forced: self?.audio_forced_off ?? false, mayRelease });
+    this.view.setCamera({
+      on: this.cameraOn,
+      forced: self?.video_forced_off ?? false,
+      mayRelease,
+    });
+  }
+
+  /**
+   * Tell the server what differs between our switches and its view of them (a missing
+   * device counts as switched off). Never switches on what a clinician turned off: that
+   * takes the user's own press.
+   */
+  private syncMediaState(): void {
+    const self = this.self();
+    if (self === null) return;
+    const audioOn = this.micOn && this.hasTrack("audio");
+    const videoOn = this.cameraOn && this.hasTrack("video");
+    const change: { audio_on?: boolean; video_on?: boolean } = {};
+    if (audioOn !== self.audio_on && !(audioOn && self.audio_forced_off)) {
+      change.audio_on = audioOn;
+    }
+    if (videoOn !== self.video_on && !(videoOn && self.video_forced_off)) {
+      change.video_on = videoOn;
+    }
+    if (change.audio_on !== undefined || change.video_on !== undefined) this.sendMedia(change);
+  }
+
+  /** Send a change of our own switches (only while connected). */
+  private sendMedia(change: { audio_on?: boolean; video_on?: boolean }): void {
     if (this.state !== "connected") return;
-    const change = {
-      audio_on: this.micOn && this.hasTrack("audio"),
-      video_on: this.cameraOn && this.hasTrack("video"),
-    };
     this.signalling.request("set_media", change).catch((error: unknown) => {
+      // Refused (e.g. the policy changed under us): the next roster shows the truth.
       console.warn("set_media failed", error);
     });
   }
@@ -393,7 +492,8 @@ class App {
     } else {
       this.signalling.drop();
     }
-    this.lobby?.setActive(false);
+    this.facilitation?.setActive(false);
+    this.signals?.reset();
     this.selfId = null;
     this.roster = [];
     this.slots.clear();

@@ -1,7 +1,9 @@
 /**
- * The grid of video tiles, one per participant past the lobby.
+ * The grid of video tiles, one per participant past the lobby, each saying what is off
+ * (by the participant or by a facilitator), whose hand is up, who is reconnecting.
  *
- * Display names are user input: they only ever go through textContent.
+ * Display names are user input: they only ever go through textContent. A decorator
+ * (the facilitator's per-tile controls) may add to each tile after it is updated.
  */
 import type { ParticipantView } from "./generated/protocol";
 
@@ -12,8 +14,18 @@ export interface TileModel {
   stream: MediaStream | null;
 }
 
+/** Adds to a tile after each update (it owns what it adds, e.g. `.tile-controls`). */
+export type TileDecorator = (tile: HTMLElement, model: TileModel) => void;
+
 export class TileGrid {
+  private decorator: TileDecorator | null = null;
+
   constructor(private readonly grid: HTMLElement) {}
+
+  /** Run `decorator` on every tile at every render from now on. */
+  setDecorator(decorator: TileDecorator): void {
+    this.decorator = decorator;
+  }
 
   /** Make the grid show exactly these tiles, in this order, reusing existing elements. */
   render(models: TileModel[]): void {
@@ -28,6 +40,7 @@ export class TileGrid {
       const tile = existing.get(model.participant.id) ?? createTile(model.participant.id);
       existing.delete(model.participant.id);
       updateTile(tile, model);
+      this.decorator?.(tile, model);
       wanted.push(tile);
     }
     for (const stale of existing.values()) {
@@ -73,12 +86,19 @@ function createTile(participantId: string): HTMLElement {
   caption.append(
     span("tile-name"),
     span("indicator indicator-clinician", "Clinician"),
+    span("indicator indicator-hand", "Hand raised"),
     span("indicator indicator-mic-off", "Mic off"),
+    span("indicator indicator-forced-mute", "Muted by the facilitator"),
     span("indicator indicator-camera-off", "Camera off"),
+    span("indicator indicator-forced-camera", "Camera off by the facilitator"),
     span("indicator indicator-reconnecting", "Reconnecting…"),
   );
 
-  tile.append(video, placeholder, caption);
+  // The picture and its caption; controls (if any) go below it, not over the video.
+  const media = document.createElement("div");
+  media.className = "tile-media";
+  media.append(video, placeholder, caption);
+  tile.append(media);
   return tile;
 }
 
@@ -95,6 +115,9 @@ function updateTile(tile: HTMLElement, model: TileModel): void {
   tile.dataset["audioOn"] = String(participant.audio_on);
   tile.dataset["videoOn"] = String(participant.video_on);
   tile.dataset["connected"] = String(participant.connected);
+  tile.dataset["audioForcedOff"] = String(participant.audio_forced_off);
+  tile.dataset["videoForcedOff"] = String(participant.video_forced_off);
+  tile.dataset["handRaised"] = String(participant.hand_raised);
   tile.setAttribute("aria-label", label);
 
   const name = tile.querySelector<HTMLElement>(".tile-name");
@@ -102,8 +125,12 @@ function updateTile(tile: HTMLElement, model: TileModel): void {
   const placeholder = tile.querySelector<HTMLElement>(".tile-placeholder");
   if (placeholder) placeholder.textContent = initial(participant.display_name);
   setHidden(tile, ".indicator-clinician", participant.role !== "clinician");
-  setHidden(tile, ".indicator-mic-off", participant.audio_on);
-  setHidden(tile, ".indicator-camera-off", participant.video_on);
+  setHidden(tile, ".indicator-hand", !participant.hand_raised);
+  // A facilitator's turning off is what counts (and says more) when both apply.
+  setHidden(tile, ".indicator-mic-off", participant.audio_on || participant.audio_forced_off);
+  setHidden(tile, ".indicator-forced-mute", !participant.audio_forced_off);
+  setHidden(tile, ".indicator-camera-off", participant.video_on || participant.video_forced_off);
+  setHidden(tile, ".indicator-forced-camera", !participant.video_forced_off);
   setHidden(tile, ".indicator-reconnecting", participant.connected);
 
   const video = tile.querySelector("video");

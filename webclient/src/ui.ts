@@ -4,6 +4,7 @@
  *
  * `#app[data-state]` names the current screen (tests and styles read it).
  */
+import { byId } from "./dom";
 import { TileGrid, attachStream } from "./tiles";
 
 export type Role = "patient" | "clinician";
@@ -38,6 +39,7 @@ const CLOSED_TITLES: Record<string, string> = {
   denied: "You were not let in",
   revoked: "Your access has ended",
   removed: "You were removed from the session",
+  session_ended: "The session has ended",
   server_shutdown: "The server is restarting",
 };
 
@@ -50,17 +52,21 @@ interface Notice {
   action: NoticeAction | null;
 }
 
+/** One of our own switches (microphone or camera) as the user should see it. */
+export interface SwitchState {
+  /** Our own switch. */
+  on: boolean;
+  /** Turned off by a clinician: not forwarded, whatever our own switch says. */
+  forced: boolean;
+  /** Whether switching it on again ourselves releases a clinician's turning off. */
+  mayRelease: boolean;
+}
+
 export interface StateDetails {
   /** The server's words (replaces the default text). */
   message?: string;
   /** Why the server closed our seat (state "closed"). */
   reason?: string;
-}
-
-function byId<T extends HTMLElement>(id: string, type: { new (): T }): T {
-  const element = document.getElementById(id);
-  if (!(element instanceof type)) throw new Error(`Page is missing #${id}`);
-  return element;
 }
 
 export class View {
@@ -83,10 +89,14 @@ export class View {
   private readonly noticeTitle = byId("notice-title", HTMLElement);
   private readonly noticeMessage = byId("notice-message", HTMLElement);
   private readonly noticeLink = byId("rejoin-link", HTMLAnchorElement);
+  /** Why a switch the facilitator turned off cannot be turned on (the policy). */
+  private readonly mediaHint = byId("media-hint", HTMLElement);
   private readonly deviceHelp: HTMLElement;
   private readonly deviceHelpText: HTMLElement;
   private hasAudio = true;
   private hasVideo = true;
+  private mic: SwitchState = { on: true, forced: false, mayRelease: true };
+  private camera: SwitchState = { on: true, forced: false, mayRelease: true };
   private state: AppState = "joining";
   private waiting = false;
 
@@ -230,19 +240,57 @@ export class View {
     this.updateToggles();
   }
 
-  setMicOn(on: boolean): void {
-    this.micButton.setAttribute("aria-pressed", String(!on));
-    this.micButton.textContent = on ? "Mute microphone" : "Unmute microphone";
+  /** Show the microphone switch: our own choice, or the facilitator's mute. */
+  setMic(state: SwitchState): void {
+    this.mic = state;
+    this.micButton.setAttribute("aria-pressed", String(!state.on || state.forced));
+    this.micButton.textContent = state.forced
+      ? state.mayRelease
+        ? "Muted by the facilitator: unmute"
+        : "Muted by the facilitator"
+      : state.on
+        ? "Mute microphone"
+        : "Unmute microphone";
+    this.updateToggles();
   }
 
-  setCameraOn(on: boolean): void {
-    this.cameraButton.setAttribute("aria-pressed", String(!on));
-    this.cameraButton.textContent = on ? "Turn camera off" : "Turn camera on";
+  /** Show the camera switch: our own choice, or the facilitator's camera-off. */
+  setCamera(state: SwitchState): void {
+    this.camera = state;
+    this.cameraButton.setAttribute("aria-pressed", String(!state.on || state.forced));
+    this.cameraButton.textContent = state.forced
+      ? state.mayRelease
+        ? "Camera off by the facilitator: turn on"
+        : "Camera turned off by the facilitator"
+      : state.on
+        ? "Turn camera off"
+        : "Turn camera on";
+    this.updateToggles();
   }
 
   private updateToggles(): void {
     const connected = this.state === "connected";
-    this.micButton.disabled = !connected || !this.hasAudio;
-    this.cameraButton.disabled = !connected || !this.hasVideo;
+    const micLocked = this.mic.forced && !this.mic.mayRelease;
+    const cameraLocked = this.camera.forced && !this.camera.mayRelease;
+    this.micButton.disabled = !connected || !this.hasAudio || micLocked;
+    this.cameraButton.disabled = !connected || !this.hasVideo || cameraLocked;
+    // A switch the facilitator turned off says what the user may do, next to it (and to
+    // screen readers, through the description and the status role).
+    const hints: string[] = [];
+    if (micLocked) hints.push("Raise your hand to ask to speak.");
+    else if (this.mic.forced) hints.push("The facilitator muted you; you may unmute yourself.");
+    if (cameraLocked) hints.push("Raise your hand to ask to turn your camera back on.");
+    else if (this.camera.forced) {
+      hints.push("The facilitator turned your camera off; you may turn it back on.");
+    }
+    this.mediaHint.textContent = hints.join(" ");
+    this.mediaHint.hidden = hints.length === 0 || !connected;
+    for (const [button, forced] of [
+      [this.micButton, this.mic.forced],
+      [this.cameraButton, this.camera.forced],
+    ] as const) {
+      if (forced) button.setAttribute("aria-describedby", "media-hint");
+      else button.removeAttribute("aria-describedby");
+    }
   }
 }

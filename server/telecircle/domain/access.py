@@ -49,6 +49,7 @@ class Action(enum.StrEnum):
     MANAGE_INVITES = "manage_invites"  # therapists: make and revoke invite links
     ENTER_AS_CLINICIAN = "enter_as_clinician"  # straight into the session, no lobby
     RUN_LOBBY = "run_lobby"  # see who waits, admit, deny
+    FACILITATE = "facilitate"  # mute, camera off, remove, lock, end the session
     # -- patients
     PREPARE_TO_JOIN = "prepare_to_join"  # the pre-join page and its consent form
     ENTER_AS_PATIENT = "enter_as_patient"  # into the lobby
@@ -62,7 +63,14 @@ _EVERYONE = frozenset(
 _ACCOUNT = _EVERYONE | {Action.VIEW_OWN_ACCOUNT, Action.SIGN_OUT, Action.MANAGE_OWN_SECOND_FACTOR}
 _IN_SESSION = frozenset({Action.USE_OWN_MEDIA})
 _FACILITATOR = (
-    _ACCOUNT | _IN_SESSION | {Action.VIEW_SCHEDULE, Action.ENTER_AS_CLINICIAN, Action.RUN_LOBBY}
+    _ACCOUNT
+    | _IN_SESSION
+    | {
+        Action.VIEW_SCHEDULE,
+        Action.ENTER_AS_CLINICIAN,
+        Action.RUN_LOBBY,
+        Action.FACILITATE,
+    }
 )
 
 PERMISSIONS: Mapping[Role, frozenset[Action]] = MappingProxyType(

@@ -16,9 +16,11 @@ def audience(state: RoomState, track: TrackRef) -> frozenset[ParticipantId]:
     if owner is None or owner.place is not Place.PLENARY:
         return frozenset()
     # A track its owner turned off is not forwarded at all, so nobody can receive it.
-    if track.kind is TrackKind.AUDIO and not owner.audio_on:
+    # A clinician's forced mute or camera-off is enforced here, whatever the owner's
+    # browser keeps sending.
+    if track.kind is TrackKind.AUDIO and (not owner.audio_on or owner.audio_forced_off):
         return frozenset()
-    if track.kind is TrackKind.VIDEO and not owner.video_on:
+    if track.kind is TrackKind.VIDEO and (not owner.video_on or owner.video_forced_off):
         return frozenset()
     return frozenset(
         p.id for p in state.participants if p.place is Place.PLENARY and p.id != owner.id

@@ -16,6 +16,10 @@ class LeaveReason(enum.Enum):
     DENIED = "denied"  # a clinician turned them away from the lobby
     REVOKED = "revoked"  # their invite was withdrawn or their account disabled
     SEAT_MOVED = "seat_moved"  # their personal link was opened on another device
+    SESSION_ENDED = "session_ended"  # a clinician ended the session for everyone
+    # Not the end of a seat: the end of an attendance interval when a clinician sends
+    # someone back to the lobby.
+    MOVED_TO_LOBBY = "moved_to_lobby"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,87 @@ class ExpireAway:
     grace: float
 
 
+@dataclass(frozen=True, slots=True)
+class ForceMedia:
+    """A clinician turns a participant's microphone and/or camera off (True) or
+    releases that (False); None leaves it as it is."""
+
+    participant_id: ParticipantId
+    by: ParticipantId
+    audio_off: bool | None = None
+    video_off: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MuteAll:
+    """A clinician mutes every patient in the session."""
+
+    by: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseHand:
+    """A participant raises or lowers their hand (``by`` a clinician may lower it)."""
+
+    participant_id: ParticipantId
+    raised: bool
+    by: ParticipantId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NeedMoment:
+    """ "I need a moment" (private to the clinicians), set or cleared."""
+
+    participant_id: ParticipantId
+    needed: bool
+    by: ParticipantId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MoveToLobby:
+    """A clinician sends a patient back to the lobby."""
+
+    participant_id: ParticipantId
+    by: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """A clinician removes a participant from the session."""
+
+    participant_id: ParticipantId
+    by: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A clinician locks (nobody more is admitted) or unlocks the session."""
+
+    by: ParticipantId
+    locked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EndSession:
+    """A clinician ends the session for everyone."""
+
+    by: ParticipantId
+
+
+ControlCommand = (
+    ForceMedia | MuteAll | RaiseHand | NeedMoment | MoveToLobby | Remove | Lock | EndSession
+)
+
 Command = (
-    Join | Knock | Admit | AdmitAll | Deny | Leave | SetOwnMedia | Disconnect | Resume | ExpireAway
+    Join
+    | Knock
+    | Admit
+    | AdmitAll
+    | Deny
+    | Leave
+    | SetOwnMedia
+    | Disconnect
+    | Resume
+    | ExpireAway
+    | ControlCommand
 )

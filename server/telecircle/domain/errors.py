@@ -44,3 +44,7 @@ class NotAllowed(DomainError):
 
 class NotWaiting(DomainError):
     code = "not_waiting"
+
+
+class SessionLocked(DomainError):
+    code = "session_locked"

@@ -83,6 +83,76 @@ class ParticipantBack:
     kind = "participant_back"
 
 
+@dataclass(frozen=True, slots=True)
+class MediaForced:
+    """A clinician changed what of a participant is forced off (the values after)."""
+
+    participant_id: ParticipantId
+    by: ParticipantId
+    audio_off: bool
+    video_off: bool
+    at: float
+
+    kind = "media_forced"
+
+
+@dataclass(frozen=True, slots=True)
+class HandChanged:
+    participant_id: ParticipantId
+    raised: bool
+    at: float
+
+    kind = "hand_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class MomentChanged:
+    """ "I need a moment" set or cleared: told to the clinicians only."""
+
+    participant_id: ParticipantId
+    needed: bool
+    at: float
+
+    kind = "moment_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class MovedToLobby:
+    participant_id: ParticipantId
+    by: ParticipantId
+    at: float
+
+    kind = "moved_to_lobby"
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRemoved:
+    """Who removed whom (the ParticipantLeft that follows ends the seat)."""
+
+    participant_id: ParticipantId
+    by: ParticipantId
+    at: float
+
+    kind = "participant_removed"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLocked:
+    locked: bool
+    by: ParticipantId
+    at: float
+
+    kind = "session_locked"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    by: ParticipantId
+    at: float
+
+    kind = "session_ended"
+
+
 Event = (
     ParticipantJoined
     | ParticipantKnocked
@@ -92,4 +162,11 @@ Event = (
     | MediaChanged
     | ParticipantAway
     | ParticipantBack
+    | MediaForced
+    | HandChanged
+    | MomentChanged
+    | MovedToLobby
+    | ParticipantRemoved
+    | SessionLocked
+    | SessionEnded
 )

@@ -47,6 +47,14 @@ class Participant:
     video_on: bool = True
     # Set while the participant's connection is gone and their seat is held for them.
     away_since: float | None = None
+    # Turned off by a clinician: not forwarded whatever the participant's own switch
+    # says, until released (by the clinician, or by the participant where the room's
+    # policy lets patients unmute themselves).
+    audio_forced_off: bool = False
+    video_forced_off: bool = False
+    hand_raised_at: float | None = None
+    # "I need a moment": seen by the clinicians only.
+    needs_moment_since: float | None = None
 
     @property
     def away(self) -> bool:
@@ -64,6 +72,10 @@ class RoomState:
     participant_limit: int
     participants: tuple[Participant, ...] = field(default=())
     lobby_limit: int = 20
+    # Locked: nobody more is admitted from the lobby (knocking is still possible).
+    locked: bool = False
+    # Room policy: may a patient muted by a clinician unmute themselves?
+    patients_may_unmute: bool = True
 
     def find(self, participant_id: ParticipantId) -> Participant | None:
         for participant in self.participants:
@@ -74,6 +86,11 @@ class RoomState:
     def seats_taken(self) -> int:
         """Participants counted against the room limit: everyone past the lobby."""
         return sum(1 for p in self.participants if p.place is not Place.LOBBY)
+
+    def hands(self) -> tuple[Participant, ...]:
+        """Raised hands, in order of raising."""
+        raised = [p for p in self.participants if p.hand_raised_at is not None]
+        return tuple(sorted(raised, key=lambda p: (p.hand_raised_at or 0.0, p.id)))
 
     def waiting(self) -> tuple[Participant, ...]:
         """The lobby, in order of arrival."""

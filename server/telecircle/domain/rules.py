@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from telecircle.domain import seats
 from telecircle.domain.commands import (
     Admit,
     AdmitAll,
@@ -22,18 +23,20 @@ from telecircle.domain.commands import (
     Resume,
     SetOwnMedia,
 )
+from telecircle.domain.controls import decide_control
 from telecircle.domain.errors import (
     AlreadyInRoom,
     InvalidCommand,
     LobbyFull,
     NotAllowed,
     NotInRoom,
-    NotWaiting,
     RoomFull,
+    SessionLocked,
 )
 from telecircle.domain.events import (
     Event,
     MediaChanged,
+    MediaForced,
     ParticipantAdmitted,
     ParticipantAway,
     ParticipantBack,
@@ -42,10 +45,10 @@ from telecircle.domain.events import (
     ParticipantKnocked,
     ParticipantLeft,
 )
-from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import Participant, Place, RoomState, SeatRole
 
 MAX_DISPLAY_NAME_LENGTH = 64
+Decision = tuple[RoomState, list[Event]]
 
 
 def decide(state: RoomState, command: Command, now: float) -> tuple[RoomState, list[Event]]:
@@ -68,7 +71,9 @@ def decide(state: RoomState, command: Command, now: float) -> tuple[RoomState, l
         return _disconnect(state, command, now)
     if isinstance(command, Resume):
         return _resume(state, command, now)
-    return _expire_away(state, command, now)
+    if isinstance(command, ExpireAway):
+        return _expire_away(state, command, now)
+    return decide_control(state, command, now)
 
 
 def normalise_display_name(raw: str) -> str:
@@ -87,7 +92,9 @@ def _join(state: RoomState, command: Join, now: float) -> tuple[RoomState, list[
     """A clinician enters the session directly, if a seat is free."""
     if state.find(command.participant_id) is not None:
         raise AlreadyInRoom("You are already in this room.")
-    capacity = state.participant_limit if command.limit is None else _capacity(state, command.limit)
+    capacity = (
+        state.participant_limit if command.limit is None else seats.capacity(state, command.limit)
+    )
     if state.seats_taken() >= capacity:
         raise RoomFull(
             f"This room is full ({capacity} people). Please ask your therapist for help."
@@ -122,49 +129,37 @@ def _knock(state: RoomState, command: Knock, now: float) -> tuple[RoomState, lis
     return new_state, [ParticipantKnocked(participant.id, name, now)]
 
 
-def _clinician(state: RoomState, participant_id: ParticipantId) -> Participant:
-    """The seated clinician who gives a lobby command; NotAllowed for anyone else."""
-    by = state.find(participant_id)
-    if by is None or by.role is not SeatRole.CLINICIAN or by.place is Place.LOBBY:
-        raise NotAllowed("Only the group's clinicians can do that.")
-    return by
-
-
-def _waiting(state: RoomState, participant_id: ParticipantId) -> Participant:
-    participant = state.find(participant_id)
-    if participant is None or participant.place is not Place.LOBBY:
-        raise NotWaiting("That person is no longer waiting.")
-    return participant
-
-
-def _capacity(state: RoomState, limit: int) -> int:
-    return min(limit, state.participant_limit)
-
-
 def _admit(state: RoomState, command: Admit, now: float) -> tuple[RoomState, list[Event]]:
-    by = _clinician(state, command.by)
-    waiting = _waiting(state, command.participant_id)
-    capacity = _capacity(state, command.limit)
+    by = seats.clinician(state, command.by)
+    waiting = seats.waiting_one(state, command.participant_id)
+    _refuse_if_locked(state)
+    capacity = seats.capacity(state, command.limit)
     if state.seats_taken() >= capacity:
         raise RoomFull(f"The session is full ({capacity} people).")
     admitted = replace(waiting, place=Place.PLENARY)
-    return _update(state, admitted), [ParticipantAdmitted(admitted.id, by.id, now)]
+    return seats.update(state, admitted), [ParticipantAdmitted(admitted.id, by.id, now)]
 
 
 def _admit_all(state: RoomState, command: AdmitAll, now: float) -> tuple[RoomState, list[Event]]:
     """Everyone waiting, in order of arrival, while seats last; the rest keep waiting."""
-    by = _clinician(state, command.by)
-    free = _capacity(state, command.limit) - state.seats_taken()
+    by = seats.clinician(state, command.by)
+    _refuse_if_locked(state)
+    free = seats.capacity(state, command.limit) - state.seats_taken()
     events: list[Event] = []
     for waiting in state.waiting()[: max(free, 0)]:
-        state = _update(state, replace(waiting, place=Place.PLENARY))
+        state = seats.update(state, replace(waiting, place=Place.PLENARY))
         events.append(ParticipantAdmitted(waiting.id, by.id, now))
     return state, events
 
 
+def _refuse_if_locked(state: RoomState) -> None:
+    if state.locked:
+        raise SessionLocked("The session is locked: unlock it to let someone in.")
+
+
 def _deny(state: RoomState, command: Deny, now: float) -> tuple[RoomState, list[Event]]:
-    by = _clinician(state, command.by)
-    waiting = _waiting(state, command.participant_id)
+    by = seats.clinician(state, command.by)
+    waiting = seats.waiting_one(state, command.participant_id)
     remaining = tuple(p for p in state.participants if p.id != waiting.id)
     return replace(state, participants=remaining), [
         ParticipantDenied(waiting.id, by.id, now),
@@ -181,52 +176,53 @@ def _leave(state: RoomState, command: Leave, now: float) -> tuple[RoomState, lis
     ]
 
 
-def _set_own_media(
-    state: RoomState, command: SetOwnMedia, now: float
-) -> tuple[RoomState, list[Event]]:
-    current = state.find(command.participant_id)
-    if current is None:
-        raise NotInRoom("You are not in this room.")
+def _set_own_media(state: RoomState, command: SetOwnMedia, now: float) -> Decision:
+    """A participant's own switches. Turning off is always allowed; turning on what a
+    clinician turned off releases it if the participant may (clinicians always;
+    patients where the room's policy lets them), otherwise it is refused."""
+    current = seats.seated(state, command.participant_id)
+    may_release = current.role is SeatRole.CLINICIAN or state.patients_may_unmute
+    released_audio = command.audio_on is True and current.audio_forced_off
+    released_video = command.video_on is True and current.video_forced_off
+    if (released_audio or released_video) and not may_release:
+        raise NotAllowed(
+            "The facilitator turned this off. Raise your hand to ask to be let back on."
+        )
     updated = replace(
         current,
         audio_on=current.audio_on if command.audio_on is None else command.audio_on,
         video_on=current.video_on if command.video_on is None else command.video_on,
+        audio_forced_off=current.audio_forced_off and not released_audio,
+        video_forced_off=current.video_forced_off and not released_video,
     )
     if updated == current:
         return state, []
-    return _update(state, updated), [
-        MediaChanged(updated.id, updated.audio_on, updated.video_on, now)
-    ]
-
-
-def _update(state: RoomState, participant: Participant) -> RoomState:
-    participants = tuple(participant if p.id == participant.id else p for p in state.participants)
-    return replace(state, participants=participants)
-
-
-def _seated(state: RoomState, participant_id: ParticipantId) -> Participant:
-    participant = state.find(participant_id)
-    if participant is None:
-        raise NotInRoom("You are not in this room.")
-    return participant
+    events: list[Event] = [MediaChanged(updated.id, updated.audio_on, updated.video_on, now)]
+    if released_audio or released_video:
+        events.append(
+            MediaForced(
+                updated.id, updated.id, updated.audio_forced_off, updated.video_forced_off, now
+            )
+        )
+    return seats.update(state, updated), events
 
 
 def _disconnect(state: RoomState, command: Disconnect, now: float) -> tuple[RoomState, list[Event]]:
     """The seat is held (still counted against the limit); nothing else changes."""
-    participant = _seated(state, command.participant_id)
+    participant = seats.seated(state, command.participant_id)
     if participant.away:
         return state, []
     away = replace(participant, away_since=now)
-    return _update(state, away), [ParticipantAway(participant.id, now)]
+    return seats.update(state, away), [ParticipantAway(participant.id, now)]
 
 
 def _resume(state: RoomState, command: Resume, now: float) -> tuple[RoomState, list[Event]]:
     """Back into the same seat and place; a no-op if the seat was never marked away."""
-    participant = _seated(state, command.participant_id)
+    participant = seats.seated(state, command.participant_id)
     if not participant.away:
         return state, []
     back = replace(participant, away_since=None)
-    return _update(state, back), [ParticipantBack(participant.id, now)]
+    return seats.update(state, back), [ParticipantBack(participant.id, now)]
 
 
 def _expire_away(

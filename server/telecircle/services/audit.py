@@ -63,6 +63,15 @@ class AuditAction(enum.StrEnum):
     ADMITTED = "admitted"
     DENIED = "denied"
     RATE_LIMITED = "rate_limited"
+    # Facilitator controls in a session.
+    FORCE_MEDIA = "force_media"
+    MUTE_ALL = "mute_all"
+    MOVE_TO_LOBBY = "move_to_lobby"
+    LOWER_HAND = "lower_hand"
+    CLEAR_MOMENT = "clear_moment"
+    REMOVE = "remove"
+    LOCK = "lock"
+    END_SESSION = "end_session"
 
 
 _ACTIONS = frozenset(action.value for action in AuditAction)

@@ -104,6 +104,16 @@ class EntryPolicy:
             )
         raise NotAllowed("You cannot join this group with this link.")
 
+    async def withdraw(self, key: str, actor: str | None) -> None:
+        """Withdraw the link behind a seat key: a personal invite, or one pass of a
+        group link (the rest of the group keeps theirs)."""
+        kind, _, ident = key.partition(":")
+        if kind == "invite":
+            await self._invites.revoke(actor or "", ident, None)
+        elif kind == "pass":
+            await self._invites.revoke_pass(actor, ident)
+        self._check_ins.forget(key)
+
     def check_in(self, key: str) -> CheckIn | None:
         return self._check_ins.get(key)
 

@@ -330,6 +330,14 @@ class InviteService:
             await self._notify_revoked(revoked)
         return revoked
 
+    async def revoke_pass(self, actor_id: str | None, pass_id: str) -> None:
+        """Withdraw one pass (a patient of a group link removed from the session)."""
+        if await store.revoke_pass(self._db, pass_id, self._now()):
+            await self._audit.record(
+                "invite_revoked", actor=actor_id, target=None, details={"pass_id": pass_id}
+            )
+            await self._notify_revoked([pass_id])
+
     def add_revocation_listener(self, listener: RevocationListener) -> None:
         """Call ``await listener(pass_ids)`` after passes are revoked with their invite."""
         self._listeners.append(listener)

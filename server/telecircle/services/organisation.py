@@ -181,6 +181,7 @@ class Organisation:
         recording_consent_required: bool | None,
         notes_retention_days: int | None,
         address: str | None,
+        patients_may_unmute: bool = True,
     ) -> RoomRecord:
         """Change a room (its owner, or an administrator). A lower limit applies to the
         next admit: nobody already in the session is sent out."""
@@ -199,6 +200,7 @@ class Organisation:
             participant_limit=limit,
             recording_consent_required=recording_consent_required,
             notes_retention_days=notes_retention_days,
+            patients_may_unmute=patients_may_unmute,
         )
         await self._audit.record(
             "room_changed",

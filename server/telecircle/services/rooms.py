@@ -23,6 +23,7 @@ from telecircle.domain.commands import (
     Admit,
     AdmitAll,
     Command,
+    ControlCommand,
     Deny,
     Disconnect,
     ExpireAway,
@@ -34,7 +35,7 @@ from telecircle.domain.commands import (
     SetOwnMedia,
 )
 from telecircle.domain.errors import DomainError, NotInRoom
-from telecircle.domain.events import Event, ParticipantLeft
+from telecircle.domain.events import Event, MovedToLobby, ParticipantLeft
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_participant_id
 from telecircle.domain.model import Participant, Place, RoomState, SeatRole
 from telecircle.domain.rules import decide
@@ -268,6 +269,23 @@ class RoomService:
                 live.denied.add(key)
         await self._after_leave(live, pid)
 
+    async def control(
+        self, code: RoomCode, sender: ParticipantId, command: ControlCommand
+    ) -> Sequence[Event]:
+        """Apply a facilitator control (or a participant's hand / moment signal) sent by
+        the seated ``sender``; the rules check the sender's role. Seats that end (remove,
+        end of session) are released; a patient sent back to the lobby loses their media
+        connections (a waiting patient sends and receives nothing) but keeps the seat."""
+        live = self._seated(code, sender)
+        async with live.lock:
+            events = await self._apply(live, command)
+        for event in events:
+            if isinstance(event, ParticipantLeft):
+                await self._after_leave(live, event.participant_id)
+            elif isinstance(event, MovedToLobby):
+                await self._release_media(live, event.participant_id)
+        return events
+
     async def remove_person(self, key: str, reason: LeaveReason) -> None:
         """End every seat ``key`` holds in any live room (an invite withdrawn, an
         account disabled)."""
@@ -477,6 +495,7 @@ class RoomService:
                 session_id=SessionId(session.id),
                 participant_limit=await self._limit_of(room.id),
                 lobby_limit=self._lobby_limit,
+                patients_may_unmute=room.patients_may_unmute,
             )
             live = LiveRoom(room=room, state=state, media=self._media_factory(code))
             self._rooms[code] = live

@@ -77,6 +77,55 @@ class DenyRequest(Message):
     message: str = Field("", max_length=500)
 
 
+class ForceMediaRequest(Message):
+    """Clinicians: turn a participant's microphone and/or camera off (true) or let
+    them turn it back on (false); a missing field leaves it as it is."""
+
+    participant_id: str = Field(min_length=1, max_length=64)
+    audio_off: bool | None = None
+    video_off: bool | None = None
+
+
+class MuteAllRequest(Message):
+    """Clinicians: mute every patient."""
+
+
+class ParticipantRequest(Message):
+    """Clinicians: act on one participant (move_to_lobby, lower_hand, clear_moment)."""
+
+    participant_id: str = Field(min_length=1, max_length=64)
+
+
+class RemoveRequest(Message):
+    """Clinicians: remove a patient from the session; ``revoke`` also withdraws the
+    link they came in with (they cannot come back with it)."""
+
+    participant_id: str = Field(min_length=1, max_length=64)
+    revoke: bool = False
+
+
+class LockRequest(Message):
+    """Clinicians: lock (nobody more is admitted) or unlock the session."""
+
+    locked: bool
+
+
+class EndSessionRequest(Message):
+    """Clinicians: end the session for everyone."""
+
+
+class RaiseHandRequest(Message):
+    """Raise or lower your own hand."""
+
+    raised: bool
+
+
+class NeedMomentRequest(Message):
+    """Tell the clinicians (only them) that you need a moment, or that you are fine."""
+
+    needed: bool
+
+
 # ---- ack payloads -----------------------------------------------------------------
 
 
@@ -88,6 +137,16 @@ class ParticipantView(Message):
     # False while the participant's connection is gone and their seat is held.
     connected: bool
     role: Literal["clinician", "patient"]
+    # Turned off by a clinician: not forwarded to anyone.
+    audio_forced_off: bool
+    video_forced_off: bool
+    hand_raised: bool
+
+
+class SessionPolicy(Message):
+    """How the session is run, as the participants need to know it."""
+
+    patients_may_unmute: bool
 
 
 class JoinResult(Message):
@@ -103,6 +162,9 @@ class JoinResult(Message):
     participant_limit: int
     # Everyone past the lobby (empty while you wait in the lobby).
     participants: list[ParticipantView]
+    policy: SessionPolicy
+    # Your own "I need a moment" (only you and the clinicians know it).
+    needs_moment: bool
 
 
 class SdpResult(Message):
@@ -168,10 +230,32 @@ class WaitingView(Message):
     emergency_contact: str | None
 
 
+class MomentView(Message):
+    id: str
+    since: float
+
+
 class LobbyEvent(Message):
-    """Event ``lobby`` (clinicians only): who is waiting now, in order of arrival."""
+    """Event ``lobby`` (clinicians only): who is waiting now, in order of arrival; the
+    raised hands in order of raising; who needs a moment; whether the session is
+    locked."""
 
     waiting: list[WaitingView]
+    hands: list[str]
+    moments: list[MomentView]
+    locked: bool
+
+
+class MomentEvent(Message):
+    """Event ``moment`` (to that participant only): your "I need a moment" is now
+    ``needed`` (a clinician may have cleared it)."""
+
+    needed: bool
+
+
+class MovedToLobbyEvent(Message):
+    """Event ``moved_to_lobby``: a clinician sent you back to the waiting room; close
+    your media connections and wait for ``admitted``."""
 
 
 class AdmittedEvent(Message):
@@ -208,6 +292,16 @@ CLIENT_EVENTS: dict[str, type[Message]] = {
     "admit": AdmitRequest,
     "admit_all": AdmitAllRequest,
     "deny": DenyRequest,
+    "force_media": ForceMediaRequest,
+    "mute_all": MuteAllRequest,
+    "move_to_lobby": ParticipantRequest,
+    "lower_hand": ParticipantRequest,
+    "clear_moment": ParticipantRequest,
+    "remove": RemoveRequest,
+    "lock": LockRequest,
+    "end_session": EndSessionRequest,
+    "raise_hand": RaiseHandRequest,
+    "need_moment": NeedMomentRequest,
 }
 
 SERVER_EVENTS: dict[str, type[Message]] = {
@@ -217,6 +311,8 @@ SERVER_EVENTS: dict[str, type[Message]] = {
     "closed": ClosedEvent,
     "lobby": LobbyEvent,
     "admitted": AdmittedEvent,
+    "moved_to_lobby": MovedToLobbyEvent,
+    "moment": MomentEvent,
 }
 
 ACK_DATA: dict[str, type[Message]] = {
@@ -229,4 +325,14 @@ ACK_DATA: dict[str, type[Message]] = {
     "admit": Empty,
     "admit_all": AdmitAllResult,
     "deny": Empty,
+    "force_media": Empty,
+    "mute_all": Empty,
+    "move_to_lobby": Empty,
+    "lower_hand": Empty,
+    "clear_moment": Empty,
+    "remove": Empty,
+    "lock": Empty,
+    "end_session": Empty,
+    "raise_hand": Empty,
+    "need_moment": Empty,
 }

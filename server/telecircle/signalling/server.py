@@ -22,8 +22,25 @@ from pydantic import BaseModel, ValidationError
 
 from telecircle.config import Settings
 from telecircle.domain.access import Action, Role, allowed
-from telecircle.domain.commands import LeaveReason
-from telecircle.domain.events import Event, ParticipantAdmitted, ParticipantLeft
+from telecircle.domain.commands import (
+    ControlCommand,
+    EndSession,
+    ForceMedia,
+    LeaveReason,
+    Lock,
+    MoveToLobby,
+    MuteAll,
+    NeedMoment,
+    RaiseHand,
+    Remove,
+)
+from telecircle.domain.events import (
+    Event,
+    MomentChanged,
+    MovedToLobby,
+    ParticipantAdmitted,
+    ParticipantLeft,
+)
 from telecircle.domain.ids import ConnectionId, ParticipantId, RoomCode
 from telecircle.domain.model import Place, RoomState, SeatRole
 from telecircle.errors import TelecircleError
@@ -51,6 +68,16 @@ EVENT_ACTIONS: dict[str, Action] = {
     "admit": Action.RUN_LOBBY,
     "admit_all": Action.RUN_LOBBY,
     "deny": Action.RUN_LOBBY,
+    "force_media": Action.FACILITATE,
+    "mute_all": Action.FACILITATE,
+    "move_to_lobby": Action.FACILITATE,
+    "lower_hand": Action.FACILITATE,
+    "clear_moment": Action.FACILITATE,
+    "remove": Action.FACILITATE,
+    "lock": Action.FACILITATE,
+    "end_session": Action.FACILITATE,
+    "raise_hand": Action.USE_OWN_MEDIA,
+    "need_moment": Action.USE_OWN_MEDIA,
 }
 
 # Seats ended by someone else: the connection is told why and closed.
@@ -63,6 +90,7 @@ ENDED_BY_OTHERS = {
     LeaveReason.LEFT: "You have left the session.",
     LeaveReason.CONNECTION_LOST: "You were away for too long; please join again.",
     LeaveReason.SERVER_SHUTDOWN: "The server is restarting.",
+    LeaveReason.SESSION_ENDED: "The session has ended. Thank you for taking part.",
 }
 
 
@@ -119,6 +147,9 @@ def participant_views(state: RoomState) -> list[m.ParticipantView]:
             video_on=p.video_on,
             connected=not p.away,
             role="clinician" if p.role is SeatRole.CLINICIAN else "patient",
+            audio_forced_off=p.audio_forced_off,
+            video_forced_off=p.video_forced_off,
+            hand_raised=p.hand_raised_at is not None,
         )
         for p in state.participants
         if p.place is not Place.LOBBY
@@ -148,6 +179,8 @@ class SignallingServer:
         self._audit: AuditSink | None = None
         # A clinician's message to a patient they deny, until the denial goes out.
         self._deny_messages: dict[ParticipantId, str] = {}
+        # Clinicians ending the session for all, until their request is answered.
+        self._ending: set[ParticipantId] = set()
         self._tasks = TaskOwner("signalling")
         self._closed = False
         self.sio = socketio.AsyncServer(
@@ -376,6 +409,9 @@ class SignallingServer:
             admitted = await rooms.admit_all(code, pid)
             await self._record(connection, "admitted", None, code, count=admitted)
             return acks.ok(m.AdmitAllResult(admitted=admitted))
+        control = self._control_command(event, request, pid)
+        if control is not None:
+            return await self._control(connection, event, request, control, rooms)
         if isinstance(request, m.DenyRequest):
             denied = ParticipantId(request.participant_id)
             self._deny_messages[denied] = " ".join(request.message.split())
@@ -463,8 +499,77 @@ class SignallingServer:
                 room_name=outcome.room.name,
                 participant_limit=live.state.participant_limit,
                 participants=[] if waiting else participant_views(live.state),
+                policy=m.SessionPolicy(patients_may_unmute=live.state.patients_may_unmute),
+                needs_moment=participant.needs_moment_since is not None,
             )
         )
+
+    @staticmethod
+    def _control_command(
+        event: str, request: m.Message, pid: ParticipantId
+    ) -> ControlCommand | None:
+        """The domain command a control event asks for (``pid`` sends it)."""
+        if isinstance(request, m.ForceMediaRequest):
+            target = ParticipantId(request.participant_id)
+            return ForceMedia(target, pid, request.audio_off, request.video_off)
+        if isinstance(request, m.MuteAllRequest):
+            return MuteAll(pid)
+        if isinstance(request, m.ParticipantRequest):
+            target = ParticipantId(request.participant_id)
+            if event == "move_to_lobby":
+                return MoveToLobby(target, pid)
+            if event == "lower_hand":
+                return RaiseHand(target, False, by=pid)
+            return NeedMoment(target, False, by=pid)
+        if isinstance(request, m.RemoveRequest):
+            return Remove(ParticipantId(request.participant_id), pid)
+        if isinstance(request, m.LockRequest):
+            return Lock(pid, request.locked)
+        if isinstance(request, m.EndSessionRequest):
+            return EndSession(pid)
+        if isinstance(request, m.RaiseHandRequest):
+            return RaiseHand(pid, request.raised)
+        if isinstance(request, m.NeedMomentRequest):
+            return NeedMoment(pid, request.needed)
+        return None
+
+    async def _control(
+        self,
+        connection: Connection,
+        event: str,
+        request: m.Message,
+        command: ControlCommand,
+        rooms: RoomService,
+    ) -> dict[str, Any]:
+        code, pid = connection.room_code, connection.participant_id
+        if code is None or pid is None:  # pragma: no cover - the caller checked
+            return acks.error(acks.NOT_JOINED, "Join a room first.")
+        # The seat key of someone removed is gone once the seat ends: take it first.
+        target = getattr(request, "participant_id", None)
+        key = rooms.seat_key(code, ParticipantId(target)) if target is not None else None
+        if isinstance(command, EndSession):
+            # The ender's seat ends with everyone's; their notice follows this ack.
+            self._ending.add(pid)
+        try:
+            await rooms.control(code, pid, command)
+        finally:
+            self._ending.discard(pid)
+        if isinstance(command, EndSession):
+            closed = m.ClosedEvent(
+                reason=LeaveReason.SESSION_ENDED.value,
+                message=ENDED_BY_OTHERS[LeaveReason.SESSION_ENDED],
+            )
+            self._tasks.spawn(self._close_after_ack(connection.sid, closed), "session-ended")
+        if isinstance(request, m.RemoveRequest) and request.revoke and key is not None:
+            await self._revoke(key, connection)
+        if event not in ("raise_hand", "need_moment"):
+            await self._record(connection, event, target, code)
+        return acks.ok(m.Empty())
+
+    async def _revoke(self, key: str, connection: Connection) -> None:
+        """Withdraw the link a removed patient came in with (a group link's pass only)."""
+        if self._entry is not None:
+            await self._entry.withdraw(key, connection.principal.user_id)
 
     async def _record(
         self,
@@ -501,7 +606,16 @@ class SignallingServer:
                     emergency_contact=None if check_in is None else check_in.emergency_contact,
                 )
             )
-        return m.LobbyEvent(waiting=waiting)
+        return m.LobbyEvent(
+            waiting=waiting,
+            hands=[p.id for p in state.hands()],
+            moments=[
+                m.MomentView(id=p.id, since=p.needs_moment_since)
+                for p in state.participants
+                if p.needs_moment_since is not None
+            ],
+            locked=state.locked,
+        )
 
     async def _seat_moved(self, sid: ConnectionId) -> None:
         """The seat was taken back from another connection: that one loses it and closes."""
@@ -552,6 +666,10 @@ class SignallingServer:
         for event in events:
             if isinstance(event, ParticipantAdmitted):
                 await self._admitted(code, event.participant_id, state)
+            elif isinstance(event, MovedToLobby):
+                await self._moved_to_lobby(code, event.participant_id)
+            elif isinstance(event, MomentChanged):
+                await self._tell(event.participant_id, "moment", m.MomentEvent(needed=event.needed))
             elif isinstance(event, ParticipantLeft):
                 if event.reason is not LeaveReason.SEAT_MOVED:  # the new device's, now
                     self._forget_check_in(code, event.participant_id)
@@ -574,6 +692,19 @@ class SignallingServer:
         if key is not None and self._entry is not None:
             self._entry.forget_check_in(key)
 
+    async def _tell(self, pid: ParticipantId, name: str, event: BaseModel) -> None:
+        """Send ``event`` to that participant's connection alone, if they have one."""
+        sid = self._sid_by_participant.get(pid)
+        if sid is not None:
+            await self.sio.emit(name, event.model_dump(mode="json"), to=sid)
+
+    async def _moved_to_lobby(self, code: RoomCode, pid: ParticipantId) -> None:
+        sid = self._sid_by_participant.get(pid)
+        if sid is None:
+            return  # away: their next join finds them in the lobby
+        await self.sio.leave_room(sid, channel(code))
+        await self.sio.emit("moved_to_lobby", m.MovedToLobbyEvent().model_dump(), to=sid)
+
     async def _ended_by_others(self, pid: ParticipantId, reason: LeaveReason) -> None:
         """A seat ended while a connection still held it (its own leave unmaps it
         first): tell that connection why, take it off the room's channels, close it."""
@@ -582,10 +713,18 @@ class SignallingServer:
         if sid is None or connection is None:
             return
         await self._unmap(connection)
+        if pid in self._ending:
+            return  # the connection that asked for this is told after its ack
         message = self._deny_messages.get(pid) or ENDED_BY_OTHERS[reason]
         closed = m.ClosedEvent(reason=reason.value, message=message)
         await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
         self._tasks.spawn(self._disconnect_after_ack(sid), "ended-by-others")
+
+    async def _close_after_ack(self, sid: ConnectionId, closed: m.ClosedEvent) -> None:
+        # Give the ack of the request that caused this a moment to go out first.
+        await asyncio.sleep(0.05)
+        await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
+        await self._disconnect_after_ack(sid)
 
     async def media_lost(self, room_code: str, pid: ParticipantId) -> None:
         sid = self._sid_by_participant.get(pid)

@@ -18,7 +18,11 @@ from typing import Any
 from telecircle.domain.commands import LeaveReason
 from telecircle.domain.events import (
     Event,
+    HandChanged,
     MediaChanged,
+    MediaForced,
+    MomentChanged,
+    MovedToLobby,
     ParticipantAdmitted,
     ParticipantAway,
     ParticipantBack,
@@ -26,6 +30,9 @@ from telecircle.domain.events import (
     ParticipantJoined,
     ParticipantKnocked,
     ParticipantLeft,
+    ParticipantRemoved,
+    SessionEnded,
+    SessionLocked,
 )
 from telecircle.domain.ids import ParticipantId
 
@@ -65,6 +72,10 @@ def decode_event(kind: str, at: float, payload: Mapping[str, Any]) -> Event:
 
     Raises ValueError for an unknown kind and KeyError/TypeError for a malformed payload.
     """
+    if kind == SessionLocked.kind:
+        return SessionLocked(bool(payload["locked"]), ParticipantId(str(payload["by"])), at)
+    if kind == SessionEnded.kind:
+        return SessionEnded(ParticipantId(str(payload["by"])), at)
     participant_id = ParticipantId(str(payload["participant_id"]))
     if kind == ParticipantJoined.kind:
         return ParticipantJoined(participant_id, str(payload["display_name"]), at)
@@ -80,6 +91,22 @@ def decode_event(kind: str, at: float, payload: Mapping[str, Any]) -> Event:
         return MediaChanged(
             participant_id, bool(payload["audio_on"]), bool(payload["video_on"]), at
         )
+    if kind == MediaForced.kind:
+        return MediaForced(
+            participant_id,
+            ParticipantId(str(payload["by"])),
+            bool(payload["audio_off"]),
+            bool(payload["video_off"]),
+            at,
+        )
+    if kind == HandChanged.kind:
+        return HandChanged(participant_id, bool(payload["raised"]), at)
+    if kind == MomentChanged.kind:
+        return MomentChanged(participant_id, bool(payload["needed"]), at)
+    if kind == MovedToLobby.kind:
+        return MovedToLobby(participant_id, ParticipantId(str(payload["by"])), at)
+    if kind == ParticipantRemoved.kind:
+        return ParticipantRemoved(participant_id, ParticipantId(str(payload["by"])), at)
     if kind == ParticipantAway.kind:
         return ParticipantAway(participant_id, at)
     if kind == ParticipantBack.kind:

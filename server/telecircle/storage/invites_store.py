@@ -487,6 +487,12 @@ async def _lock_invite(conn: AsyncConnection, invite_id: str) -> Any:
     ).one_or_none()
 
 
+async def revoke_pass(db: Database, pass_id: str, now: float) -> bool:
+    """Revoke one pass (a group link's patient removed); False if it was not live."""
+    async with db.write() as conn:
+        return bool(await _revoke_passes(conn, PatientPassRow.id == pass_id, now))
+
+
 async def _revoke_passes(conn: AsyncConnection, condition: Any, now: float) -> list[str]:
     """Revoke the live passes matching ``condition``; their ids, sorted."""
     live = and_(condition, PatientPassRow.revoked_at.is_(None))

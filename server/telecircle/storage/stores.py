@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from telecircle.domain.commands import LeaveReason
 from telecircle.domain.events import (
     Event,
+    MovedToLobby,
     ParticipantAdmitted,
     ParticipantJoined,
     ParticipantKnocked,
@@ -69,6 +70,7 @@ class RoomRecord:
     # Overrides of the organisation's consent settings; None inherits.
     recording_consent_required: bool | None = None
     notes_retention_days: int | None = None
+    patients_may_unmute: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +173,9 @@ async def update_room(
     participant_limit: int,
     recording_consent_required: bool | None,
     notes_retention_days: int | None,
+    patients_may_unmute: bool = True,
 ) -> RoomRecord:
-    """Change a room's name, limit and overrides. Raises RoomNotFound.
+    """Change a room's name, limit, overrides and policy. Raises RoomNotFound.
 
     A lower limit applies to the next admit: nobody already seated is affected here.
     """
@@ -187,6 +190,7 @@ async def update_room(
                 participant_limit=participant_limit,
                 recording_consent_required=recording_consent_required,
                 notes_retention_days=notes_retention_days,
+                patients_may_unmute=patients_may_unmute,
             )
         )
         if result.rowcount != 1:
@@ -400,6 +404,10 @@ async def _append(
             await _store_participant(conn, session_id, event)
         elif isinstance(event, ParticipantAdmitted):
             await _open_attendance(conn, session_id, event.participant_id, event.at)
+        elif isinstance(event, MovedToLobby):
+            await _close_attendance(
+                conn, session_id, event.participant_id, event.at, LeaveReason.MOVED_TO_LOBBY
+            )
         elif isinstance(event, ParticipantLeft):
             await _project_leave(conn, session_id, event)
         stored.append(
@@ -489,14 +497,25 @@ async def _project_leave(
     )
     if ended.rowcount != 1:
         raise InconsistentEvents(f"participant {event.participant_id} left while absent")
+    await _close_attendance(conn, session_id, event.participant_id, event.at, event.reason)
+
+
+async def _close_attendance(
+    conn: AsyncConnection,
+    session_id: SessionId,
+    participant_id: ParticipantId,
+    at: float,
+    reason: LeaveReason,
+) -> None:
+    """End the participant's open attendance interval, if any."""
     await conn.execute(
         update(AttendanceRow)
         .where(
             AttendanceRow.session_id == session_id,
-            AttendanceRow.participant_id == event.participant_id,
+            AttendanceRow.participant_id == participant_id,
             AttendanceRow.left_at.is_(None),
         )
-        .values(left_at=to_utc(event.at), leave_reason=event.reason.value)
+        .values(left_at=to_utc(at), leave_reason=reason.value)
     )
 
 
@@ -554,6 +573,7 @@ def room_from_row(row: Any) -> RoomRecord:
         created_at=from_utc(row.created_at),
         recording_consent_required=row.recording_consent_required,
         notes_retention_days=row.notes_retention_days,
+        patients_may_unmute=bool(row.patients_may_unmute),
     )
 
 

@@ -96,6 +96,8 @@ class RoomRow(Base):
     # Per-room overrides of the organisation's consent settings; NULL inherits.
     recording_consent_required: Mapped[bool | None] = mapped_column(Boolean)
     notes_retention_days: Mapped[int | None] = mapped_column(Integer)
+    # Room policy: may a patient muted by a clinician unmute themselves?
+    patients_may_unmute: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
 
 
 class SessionRow(Base):

@@ -189,6 +189,7 @@ async def set_room_limit(request: web.Request) -> web.Response:
             recording_consent_required=room.recording_consent_required,
             notes_retention_days=room.notes_retention_days,
             address=client_address(request),
+            patients_may_unmute=room.patients_may_unmute,
         )
     except TelecircleError as exc:
         return await _rooms_page(request, exc.http_status, error=exc.message)

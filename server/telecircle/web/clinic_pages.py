@@ -110,7 +110,12 @@ async def edit_room(request: web.Request) -> web.Response:
     user = current_user(request)
     room_id = request.match_info["room_id"][:ID_MAX]
     fields = await form_fields(
-        request, "name", "limit", "recording_consent_required", "notes_retention_days"
+        request,
+        "name",
+        "limit",
+        "recording_consent_required",
+        "notes_retention_days",
+        "patients_may_unmute",
     )
     try:
         retention = fields["notes_retention_days"].strip()
@@ -122,6 +127,7 @@ async def edit_room(request: web.Request) -> web.Response:
             recording_consent_required=_override(fields["recording_consent_required"]),
             notes_retention_days=parse_int(retention, "retention") if retention else None,
             address=client_address(request),
+            patients_may_unmute=fields["patients_may_unmute"] == "on",
         )
     except TelecircleError as exc:
         return await _room_page(request, room_id, exc.http_status, error=exc.message)
