@@ -84,6 +84,12 @@ class RunningServer:
         )
         return f"{SESSION_COOKIE}={secret}"
 
+    async def owner_cookie(self, code: str) -> str:
+        """A sign-in for the room's therapist (its owner, made by ``create_room``)."""
+        room = await self._room(code)
+        clinicians = await org_store.clinicians_of_room(self.database, RoomId(room.id))
+        return await self.sign_in(next(user for user, role in clinicians if role == "owner"))
+
     async def clinician_cookie(self, code: str, name: str = "Dr Test") -> str:
         """A new co-facilitator of the room, signed in: clinicians enter directly."""
         room = await self._room(code)

@@ -171,3 +171,22 @@ def test_end_session_ends_every_seat() -> None:
     left = {e.participant_id for e in events if isinstance(e, ParticipantLeft)}
     assert left == {DOC, CO, ANN, BO, ParticipantId("cy")}
     assert state.participants == ()
+
+
+def test_a_mute_only_restricts_and_letting_speak_does_not() -> None:
+    from telecircle.domain.audience import all_audiences, only_restricts
+
+    before = session()
+    muted, _ = decide(before, ForceMedia(ANN, DOC, audio_off=True), 2.0)
+    assert only_restricts(all_audiences(before), all_audiences(muted))
+    assert not only_restricts(all_audiences(muted), all_audiences(before))
+    back, _ = decide(before, MoveToLobby(BO, DOC), 2.0)
+    assert only_restricts(all_audiences(before), all_audiences(back))
+
+
+def test_letting_speak_does_not_make_anyone_live_before_they_choose() -> None:
+    state, _ = decide(session(may_unmute=False), ForceMedia(ANN, DOC, audio_off=True), 2.0)
+    state, _ = decide(state, ForceMedia(ANN, DOC, audio_off=False), 3.0)
+    assert hears(state, ANN) == set()  # allowed, but her own switch is still off
+    state, _ = decide(state, SetOwnMedia(ANN, audio_on=True), 4.0)
+    assert hears(state, ANN) == {DOC, CO, BO}

@@ -6,7 +6,8 @@ his page says so and he cannot unmute, and his audio stops reaching everyone (th
 inbound-rtp statistics for his slot stop counting) although his browser goes on sending
 it, while Carol's audio and Bob's video keep arriving. Bob and then Dan raise a hand: the
 console lists them in that order; letting Bob speak lowers his hand and his audio arrives
-again. Carol's camera is turned off (her video stops being decoded anywhere) and on again
+again once he unmutes (being let speak does not make him live by itself). Carol's camera
+is turned off (her video stops being decoded anywhere) and on again when she chooses
 (her colour is back). Dan's "I need a moment" reaches Alice's console and nobody else's
 page. Locked, the session refuses to admit; Dan, sent to the waiting room, sees the
 waiting screen and leaves everyone's grid, and once unlocked and admitted again is back
@@ -174,6 +175,11 @@ async def test_facilitator_controls_in_four_browsers(
     # ---- (b) Let Bob speak: his hand is answered and his audio arrives again ---------
     muted = {name: await snapshot(page, bob_at[name], "audio") for name, page in listeners.items()}
     await alice.tile_control("Bob", "force-audio")
+    # Let speak does not make him live: he may unmute now, and does.
+    await bob.wait_button(
+        MIC, lambda b: b["text"] == "Unmute microphone" and not b["disabled"], "may unmute"
+    )
+    await bob.page.click(MIC)
     await bob.wait_button(
         MIC, lambda b: b["text"] == "Mute microphone" and not b["disabled"], "unmuted"
     )
@@ -212,6 +218,10 @@ async def test_facilitator_controls_in_four_browsers(
     await bob.screenshot(artifacts_dir, "controls-carol-camera-off")
     await carol.screenshot(artifacts_dir, "controls-camera-off-by-facilitator")
     await alice.tile_control("Carol", "force-video")
+    await carol.wait_button(
+        CAMERA, lambda b: b["text"] == "Turn camera on" and not b["disabled"], "may turn on"
+    )
+    await carol.page.click(CAMERA)
     await carol.wait_button(CAMERA, lambda b: b["text"] == "Turn camera off", "camera back")
     for name, page in watchers.items():
         was = frames[name]

@@ -280,6 +280,10 @@ async def test_a_forced_mute_stops_the_patients_audio_at_the_server_and_every_re
 
         ack = await lead.call("force_media", {"participant_id": pat.pid, "audio_off": False})
         assert ack["ok"], ack
+        # Let speak: she may unmute now, but nothing goes live until she does.
+        still = group.silence([(pat.pid, AUDIO)])
+        await still.confirm(flowing=[(pat.pid, VIDEO)])
+        assert (await pat.call("set_media", {"audio_on": True}))["ok"]
         await group.flows([(pat.pid, AUDIO), (pat.pid, VIDEO)])
     finally:
         await group.close()
@@ -319,6 +323,7 @@ async def test_camera_off_stops_the_patients_video_and_keeps_their_audio(
 
         ack = await lead.call("force_media", {"participant_id": pat.pid, "video_off": False})
         assert ack["ok"], ack
+        assert (await pat.call("set_media", {"video_on": True}))["ok"]  # her choice
         await group.flows([(pat.pid, VIDEO)])  # from a keyframe the server asked for
     finally:
         await group.close()

@@ -11,7 +11,7 @@ import socketio
 
 from telecircle.domain.ids import RoomCode
 from telecircle.storage import audit_store, stores
-from telecircle.web.keys import ROOMS
+from telecircle.web.keys import CHECKINS, ROOMS
 from tests.conftest import RunningServer
 from tests.signalling.client import Client
 
@@ -48,7 +48,7 @@ async def open_session(server: RunningServer, *, may_unmute: bool = True) -> Ses
             notes_retention_days=None,
             patients_may_unmute=False,
         )
-    therapist, _ = await _enter(server, await server.clinician_cookie(code, "Dr Ada"), code)
+    therapist, _ = await _enter(server, await server.owner_cookie(code), code)
     ann, a = await _enter(server, await server.patient_cookie(code, "Ann"), code)
     bo_cookie = await server.patient_cookie(code, "Bo")
     bo, b = await _enter(server, bo_cookie, code)
@@ -108,8 +108,10 @@ async def test_a_moment_is_seen_by_the_clinicians_only(s: Session) -> None:
     await s.therapist.wait_for(
         lambda: [m["id"] for m in s.therapist.last("lobby")["moments"]] == [s.ann_id]
     )
-    # Bo hears nothing of it: whatever reached him carries no trace of a moment.
-    assert all("moment" not in str(data) for _, data in s.bo.events[before:])
+    # Bo hears nothing of it, not even an unchanged roster at that moment: a round trip
+    # on his own socket (whose messages keep their order) shows nothing came before.
+    assert (await s.bo.call("raise_hand", {"raised": False}))["ok"]
+    assert s.bo.events[before:] == []
     assert (await s.therapist.call("clear_moment", {"participant_id": s.ann_id}))["ok"]
     await s.therapist.wait_for(lambda: s.therapist.last("lobby")["moments"] == [])
     await s.ann.wait_for(lambda: s.ann.last("moment") == {"needed": False})  # she learns it
@@ -175,3 +177,25 @@ async def test_end_session_for_all_closes_everyone_and_the_room(
         await client.wait_for(lambda c=client: c.last("closed") is not None)  # type: ignore[misc]
         assert client.last("closed")["reason"] == "session_ended"
     assert server.app[ROOMS].live_room(RoomCode(s.code)) is None
+
+
+async def test_a_removed_patient_cannot_knock_again_and_co_facilitators_cannot_revoke(
+    server: RunningServer, s: Session
+) -> None:
+    helper = await Client().connect(server.url, await server.clinician_cookie(s.code, "Dr Co"))
+    try:
+        assert (await helper.call("join", {"room_code": s.code}))["ok"]
+        refused = await helper.call("remove", {"participant_id": s.bo_id, "revoke": True})
+        assert refused["error"]["code"] == "not_allowed"
+        assert (await helper.call("remove", {"participant_id": s.bo_id, "revoke": False}))["ok"]
+        await s.bo.wait_for(lambda: s.bo.last("closed") is not None)
+        # His link still works and he fills in the page again, but not for this session.
+        live = server.app[ROOMS].live_room(RoomCode(s.code))
+        assert live is not None and len(live.denied) == 1
+        server.app[CHECKINS].record(next(iter(live.denied)), "Home", "Sam")
+        again = await Client().connect(server.url, s.bo_cookie)
+        ack = await again.call("join", {"room_code": s.code})
+        assert ack["error"]["code"] == "denied"
+        await again.close()
+    finally:
+        await helper.close()

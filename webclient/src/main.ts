@@ -60,6 +60,9 @@ class App {
   private reconnectDeadline: number | undefined;
   /** A peer connection died while we were still (re)building: rebuild once connected. */
   private mediaLostPending = false;
+  /** Whether a clinician had our microphone / camera off at the last roster. */
+  private audioForced = false;
+  private videoForced = false;
 
   constructor() {
     const clinician = this.view.role === "clinician";
@@ -126,6 +129,15 @@ class App {
   /** Everyone past the lobby, as the server says now (our own forced state included). */
   private setRoster(participants: ParticipantView[]): void {
     this.roster = participants;
+    const self = this.self();
+    if (self !== null) {
+      // A clinician turning us off also turns our own switch off (as the server does):
+      // when they let us back on, nothing goes live until we press the button.
+      if (self.audio_forced_off && !this.audioForced) this.micOn = false;
+      if (self.video_forced_off && !this.videoForced) this.cameraOn = false;
+      this.audioForced = self.audio_forced_off;
+      this.videoForced = self.video_forced_off;
+    }
     this.facilitation?.setRoster(participants);
     this.signals?.setHandRaised(this.self()?.hand_raised ?? false);
     this.applyTrackStates();

@@ -5,6 +5,8 @@ The SFU forwards a packet of ``track`` only to participants in ``audience(state,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import Place, RoomState, TrackKind, TrackRef
 
@@ -34,3 +36,12 @@ def all_audiences(state: RoomState) -> dict[TrackRef, frozenset[ParticipantId]]:
         for p in state.participants
         for kind in TrackKind
     }
+
+
+def only_restricts(
+    before: Mapping[TrackRef, frozenset[ParticipantId]],
+    after: Mapping[TrackRef, frozenset[ParticipantId]],
+) -> bool:
+    """True when ``after`` gives no one a track they did not get ``before`` (it only
+    takes listeners away, or changes nothing)."""
+    return all(listeners <= before.get(track, frozenset()) for track, listeners in after.items())

@@ -70,6 +70,8 @@ def _force_media(state: RoomState, command: ForceMedia, now: float) -> Decision:
         and (command.audio_off or command.video_off)
     ):
         raise NotAllowed("Clinicians are not muted by each other.")
+    # Turning something off also turns the participant's own switch off, so that
+    # letting them back on does not make them live before they choose to be.
     updated = replace(
         target,
         audio_forced_off=(
@@ -78,6 +80,8 @@ def _force_media(state: RoomState, command: ForceMedia, now: float) -> Decision:
         video_forced_off=(
             target.video_forced_off if command.video_off is None else command.video_off
         ),
+        audio_on=target.audio_on and command.audio_off is not True,
+        video_on=target.video_on and command.video_off is not True,
     )
     if updated == target:
         return state, []
@@ -101,7 +105,7 @@ def _mute_all(state: RoomState, command: MuteAll, now: float) -> Decision:
             and participant.place is not Place.LOBBY
             and not participant.audio_forced_off
         ):
-            muted = replace(participant, audio_forced_off=True)
+            muted = replace(participant, audio_forced_off=True, audio_on=False)
             state = seats.update(state, muted)
             events.append(_forced(muted, by, now))
     return state, events

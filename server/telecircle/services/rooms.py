@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from telecircle.domain.audience import all_audiences
+from telecircle.domain.audience import all_audiences, only_restricts
 from telecircle.domain.commands import (
     Admit,
     AdmitAll,
@@ -26,6 +26,7 @@ from telecircle.domain.commands import (
     ControlCommand,
     Deny,
     Disconnect,
+    EndSession,
     ExpireAway,
     Join,
     Knock,
@@ -35,7 +36,7 @@ from telecircle.domain.commands import (
     SetOwnMedia,
 )
 from telecircle.domain.errors import DomainError, NotInRoom
-from telecircle.domain.events import Event, MovedToLobby, ParticipantLeft
+from telecircle.domain.events import Event, MovedToLobby, ParticipantLeft, ParticipantRemoved
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_participant_id
 from telecircle.domain.model import Participant, Place, RoomState, SeatRole
 from telecircle.domain.rules import decide
@@ -279,6 +280,15 @@ class RoomService:
         live = self._seated(code, sender)
         async with live.lock:
             events = await self._apply(live, command)
+            for event in events:
+                if isinstance(event, ParticipantRemoved):
+                    # Out of this session: not back into its lobby with the same link.
+                    key = live.key_of.get(event.participant_id)
+                    if key is not None:
+                        live.denied.add(key)
+            if isinstance(command, EndSession) and not live.closed:
+                # Closed while still locked, so nobody enters the session that ended.
+                await self._close_room(live)
         for event in events:
             if isinstance(event, ParticipantLeft):
                 await self._after_leave(live, event.participant_id)
@@ -503,12 +513,28 @@ class RoomService:
             return live
 
     async def _apply(self, live: LiveRoom, command: Command) -> Sequence[Event]:
-        """Decide, persist, route, announce. Caller holds ``live.lock``."""
+        """Decide, persist, route, announce. Caller holds ``live.lock``.
+
+        One exception to that order, for privacy: a change that only takes listeners
+        away (a mute, camera off, back to the lobby) is routed before it is persisted,
+        so the SFU stops forwarding at once rather than after the database's fsync; if
+        persisting fails, the routing is put back and nothing is announced.
+        """
         new_state, events = decide(live.state, command, self._clock.now())
-        if events:
+        if not events:
+            return events
+        audiences = all_audiences(new_state)
+        early = not live.closed and only_restricts(all_audiences(live.state), audiences)
+        if early:
+            live.media.set_audiences(audiences)
+        try:
             await stores.record_events(self._db, live.state.session_id, events)
-            self._commit(live, new_state)
-            await self._announce(live, new_state, events)
+        except BaseException:
+            if early and not live.closed:
+                live.media.set_audiences(all_audiences(live.state))
+            raise
+        self._commit(live, new_state)
+        await self._announce(live, new_state, events)
         return events
 
     async def _apply_even_unrecorded(

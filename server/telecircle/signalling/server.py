@@ -547,6 +547,11 @@ class SignallingServer:
         # The seat key of someone removed is gone once the seat ends: take it first.
         target = getattr(request, "participant_id", None)
         key = rooms.seat_key(code, ParticipantId(target)) if target is not None else None
+        revoke = isinstance(request, m.RemoveRequest) and request.revoke
+        if revoke and not allowed(connection.principal.role, Action.MANAGE_INVITES):
+            return acks.error(
+                acks.NOT_ALLOWED, "Only the group's therapist can withdraw a patient's link."
+            )
         if isinstance(command, EndSession):
             # The ender's seat ends with everyone's; their notice follows this ack.
             self._ending.add(pid)
@@ -554,16 +559,19 @@ class SignallingServer:
             await rooms.control(code, pid, command)
         finally:
             self._ending.discard(pid)
-        if isinstance(command, EndSession):
-            closed = m.ClosedEvent(
-                reason=LeaveReason.SESSION_ENDED.value,
-                message=ENDED_BY_OTHERS[LeaveReason.SESSION_ENDED],
-            )
-            self._tasks.spawn(self._close_after_ack(connection.sid, closed), "session-ended")
-        if isinstance(request, m.RemoveRequest) and request.revoke and key is not None:
-            await self._revoke(key, connection)
+            if isinstance(command, EndSession) and connection.participant_id is None:
+                closed = m.ClosedEvent(
+                    reason=LeaveReason.SESSION_ENDED.value,
+                    message=ENDED_BY_OTHERS[LeaveReason.SESSION_ENDED],
+                )
+                self._tasks.spawn(self._close_after_ack(connection.sid, closed), "ended")
+        # The patients' own signals are on the session's timeline, not in the audit log;
+        # and who needed a moment is not for the audit log's readers (no target).
         if event not in ("raise_hand", "need_moment"):
-            await self._record(connection, event, target, code)
+            audited = None if event == "clear_moment" else target
+            await self._record(connection, event, audited, code)
+        if revoke and key is not None:
+            await self._revoke(key, connection)
         return acks.ok(m.Empty())
 
     async def _revoke(self, key: str, connection: Connection) -> None:
@@ -674,8 +682,11 @@ class SignallingServer:
                 if event.reason is not LeaveReason.SEAT_MOVED:  # the new device's, now
                     self._forget_check_in(code, event.participant_id)
                 await self._ended_by_others(event.participant_id, event.reason)
-        roster = m.RosterEvent(participants=participant_views(state))
-        await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(code))
+        # A moment is private: a change of nothing else sends the room nothing at all
+        # (not even an unchanged roster, whose timing would give it away).
+        if not all(isinstance(event, MomentChanged) for event in events):
+            roster = m.RosterEvent(participants=participant_views(state))
+            await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(code))
         lobby = self._lobby_view(code, state)
         await self.sio.emit("lobby", lobby.model_dump(mode="json"), to=clinician_channel(code))
 
