@@ -190,3 +190,15 @@ def test_letting_speak_does_not_make_anyone_live_before_they_choose() -> None:
     assert hears(state, ANN) == set()  # allowed, but her own switch is still off
     state, _ = decide(state, SetOwnMedia(ANN, audio_on=True), 4.0)
     assert hears(state, ANN) == {DOC, CO, BO}
+
+
+def test_patients_are_on_hold_while_no_clinician_is_present() -> None:
+    from telecircle.domain.commands import Disconnect, Leave, Resume
+
+    state, _ = decide(session(), Disconnect(DOC), 2.0)
+    assert hears(state, ANN) == {DOC, CO, BO}  # the co-facilitator leads
+    state, _ = decide(state, Leave(CO, LeaveReason.LEFT), 3.0)
+    assert hears(state, ANN) == hears(state, BO) == set()  # nobody there to lead: hold
+    assert hears(state, ANN, TrackKind.VIDEO) == set()
+    state, _ = decide(state, Resume(DOC), 4.0)  # the facilitator is back
+    assert hears(state, ANN) == {DOC, BO}

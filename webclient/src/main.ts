@@ -139,6 +139,10 @@ class App {
       this.videoForced = self.video_forced_off;
     }
     this.facilitation?.setRoster(participants);
+    if (this.view.role === "patient") {
+      // The server holds patients' media while no clinician is present; say so.
+      this.view.setOnHold(!participants.some((p) => p.role === "clinician" && p.connected));
+    }
     this.signals?.setHandRaised(this.self()?.hand_raised ?? false);
     this.applyTrackStates();
     this.showSwitches();

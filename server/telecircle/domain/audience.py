@@ -8,14 +8,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from telecircle.domain.ids import ParticipantId
-from telecircle.domain.model import Place, RoomState, TrackKind, TrackRef
+from telecircle.domain.model import Place, RoomState, SeatRole, TrackKind, TrackRef
 
 
 def audience(state: RoomState, track: TrackRef) -> frozenset[ParticipantId]:
     """Participants who may receive ``track`` now: everyone else in the plenary, while
-    the owner is in the plenary with that track switched on; nobody otherwise."""
+    the owner is in the plenary with that track switched on, and — for a patient's
+    track — while a clinician is there; nobody otherwise."""
     owner = state.find(track.owner)
     if owner is None or owner.place is not Place.PLENARY:
+        return frozenset()
+    # Patients are not left alone together: with no clinician present (not yet come,
+    # or dropped out and within their reconnect window) the group is on hold.
+    if owner.role is SeatRole.PATIENT and not clinician_present(state):
         return frozenset()
     # A track its owner turned off is not forwarded at all, so nobody can receive it.
     # A clinician's forced mute or camera-off is enforced here, whatever the owner's
@@ -26,6 +31,14 @@ def audience(state: RoomState, track: TrackRef) -> frozenset[ParticipantId]:
         return frozenset()
     return frozenset(
         p.id for p in state.participants if p.place is Place.PLENARY and p.id != owner.id
+    )
+
+
+def clinician_present(state: RoomState) -> bool:
+    """Whether a clinician is in the plenary with a live connection."""
+    return any(
+        p.role is SeatRole.CLINICIAN and p.place is Place.PLENARY and not p.away
+        for p in state.participants
     )
 
 
