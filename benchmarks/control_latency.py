@@ -24,8 +24,9 @@ therapist. Figures:
   ``--quiet`` seconds (bounded) before taking it. Its resolution is one audio frame
   (20 ms): forwarding stops between that last packet and the next one the patient sent;
 - ack: from sending the command to its ack;
-- unmute: from sending ``audio_off: false`` to that patient's audio arriving at every
-  receiver again;
+- unmute: from sending ``audio_off: false`` (followed by the patient's own
+  ``set_media {audio_on: true}``: being let speak does not make anyone live) to that
+  patient's audio arriving at every receiver again;
 
 as p50 / p99 / max, plus the audio packets that arrived after the ack (the ones already
 on the wire). The issue's goal: mute p99 under 50 ms. Receipt times are taken in the
@@ -44,12 +45,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
-import json
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,13 +57,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiortc
 import numpy as np
 from aiortc.rtp import RtpPacket
 from yarl import URL
 
 from benchmarks.sfu_bench import (
-    BIN,
     CALL_TIMEOUT,
     FLOW_TIMEOUT,
     GENERATOR_CORE,
@@ -76,14 +72,12 @@ from benchmarks.sfu_bench import (
     SioParticipant,
     cpu_seconds,
     create_room,
-    free_port,
-    log_problems,
-    open_server_database,
-    pinned,
+    fmt,
     rss_mb,
-    stop_process,
+    run_header,
+    served,
     wait_flowing,
-    wait_healthy,
+    write_report,
 )
 from benchmarks.synthetic import EncodedMedia, Ledger, Publication, encode_media, make_publication
 from telecircle.domain.ids import RoomCode
@@ -322,6 +316,8 @@ async def cycle(
     arrivals.watch(target.pid)
     resumed_at = time.perf_counter()
     await force(therapist, target.pid, audio_off=False)
+    # Being let speak does not make her live; she unmutes herself (as her page would).
+    await target.call("set_media", {"audio_on": True})
     deadline = resumed_at + RESUME_TIMEOUT
     while not arrivals.first_since.keys() >= receivers:
         if time.perf_counter() > deadline:
@@ -423,51 +419,17 @@ def stats(samples: list[float]) -> dict[str, float | int | None]:
 
 async def run_all(args: Any) -> dict[str, Any]:
     media = encode_media()
-    report: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "aiortc": aiortc.__version__,
-            "pinning": bool(shutil.which("taskset")),
-            "loadavg_at_start": os.getloadavg(),
-        },
-        "media": {
-            "video": "VP8 640x360 30 fps, keyframe every 2 s, looped 4 s",
-            "video_kbps": round(media.video_kbps),
-            "audio": "Opus mono 20 ms frames",
-            "audio_kbps": round(media.audio_kbps),
-        },
-        "quiet_s": args.quiet,
-    }
+    report: dict[str, Any] = {**run_header(media), "quiet_s": args.quiet}
     IcePolicy(("127.0.0.1",), 2.0, 10.0).install()
     workdir = Path(tempfile.mkdtemp(prefix="control-latency-"))
     try:
-        data_dir = workdir / "data"
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        command = [str(BIN / "telecircle"), "--data-dir", str(data_dir), "serve"]
-        log_path = workdir / "server.log"
-        with open(log_path, "wb") as log:
-            server = subprocess.Popen(
-                pinned([*command, "--port", str(port)]), cwd=ROOT, stdout=log, stderr=log
+        async with served(workdir, report) as server:
+            report["result"] = await run_cycles(
+                server.base_url, server.db, server.ceiling, server.process.pid, media, args
             )
-        db: Database | None = None
-        try:
-            await wait_healthy(base_url + "/healthz", server)
-            db, ceiling = await open_server_database(data_dir)
-            report["result"] = await run_cycles(base_url, db, ceiling, server.pid, media, args)
-        finally:
-            if db is not None:
-                await db.close()
-            stop_process(server)
-            report["server_log_problems"] = log_problems(log_path)[:40]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return report
-
-
-def fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -527,12 +489,7 @@ def main() -> int:
     except Broken as exc:
         print(f"BROKEN: {exc}", file=sys.stderr)
         return 1
-    report["total_runtime_s"] = round(time.monotonic() - started, 1)
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    print_report(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {RESULTS.relative_to(ROOT)} in {report['total_runtime_s']} s")
+    write_report(report, started, RESULTS, print_report)
     return 0
 
 

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -575,9 +576,24 @@ async def create_room(db: Database, n: int, ceiling: int) -> BenchRoom:
     return BenchRoom(room.code, cookies)
 
 
-async def run_all(args: Any) -> dict[str, Any]:
-    media = encode_media()
-    report: dict[str, Any] = {
+def write_report(
+    report: dict[str, Any],
+    started: float,
+    results: Path,
+    print_report: Callable[[dict[str, Any]], None],
+) -> None:
+    """Finish ``report`` (run time, load at the end), print it, write it as JSON."""
+    report["total_runtime_s"] = round(time.monotonic() - started, 1)
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
+    print_report(report)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {results.relative_to(ROOT)} in {report['total_runtime_s']} s")
+
+
+def run_header(media: EncodedMedia) -> dict[str, Any]:
+    """What every benchmark report starts with: the machine and the synthetic media."""
+    return {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -591,6 +607,48 @@ async def run_all(args: Any) -> dict[str, Any]:
             "audio": "Opus mono 20 ms frames",
             "audio_kbps": round(media.audio_kbps),
         },
+    }
+
+
+@dataclass
+class Served:
+    """A Telecircle server process pinned to its core, and its database."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    db: Database
+    ceiling: int
+
+
+@contextlib.asynccontextmanager
+async def served(workdir: Path, report: dict[str, Any]) -> AsyncIterator[Served]:
+    """Run ``telecircle serve`` (pinned) with its data in ``workdir`` until the block
+    ends; then stop it and put its log's warnings and errors in ``report``."""
+    data_dir = workdir / "data"
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "telecircle"), "--data-dir", str(data_dir), "serve"]
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            pinned([*command, "--port", str(port)]), cwd=ROOT, stdout=log, stderr=log
+        )
+    db: Database | None = None
+    try:
+        await wait_healthy(base_url + "/healthz", server)
+        db, ceiling = await open_server_database(data_dir)
+        yield Served(base_url, server, db, ceiling)
+    finally:
+        if db is not None:
+            await db.close()
+        stop_process(server)
+        report["server_log_problems"] = log_problems(log_path)[:40]
+
+
+async def run_all(args: Any) -> dict[str, Any]:
+    media = encode_media()
+    report: dict[str, Any] = {
+        **run_header(media),
         "warmup_s": args.warmup,
         "window_s": args.window,
         "sfu": [],
@@ -599,31 +657,14 @@ async def run_all(args: Any) -> dict[str, Any]:
     IcePolicy(("127.0.0.1",), 2.0, 10.0).install()
     workdir = Path(tempfile.mkdtemp(prefix="sfu-bench-"))
     try:
-        data_dir = workdir / "data"
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        command = [str(BIN / "telecircle"), "--data-dir", str(data_dir), "serve"]
-        log_path = workdir / "server.log"
-        with open(log_path, "wb") as log:
-            server = subprocess.Popen(
-                pinned([*command, "--port", str(port)]), cwd=ROOT, stdout=log, stderr=log
-            )
-        db: Database | None = None
-        try:
-            await wait_healthy(base_url + "/healthz", server)
-            report["server_idle_rss_mb"] = round(rss_mb(server.pid), 1)
-            db, ceiling = await open_server_database(data_dir)
+        async with served(workdir, report) as server:
+            report["server_idle_rss_mb"] = round(rss_mb(server.process.pid), 1)
             for n in args.sizes:
-                room = await create_room(db, n, ceiling)
-                result = await run_sfu(n, base_url, room, server.pid, media, args)
+                room = await create_room(server.db, n, server.ceiling)
+                result = await run_sfu(n, server.base_url, room, server.process.pid, media, args)
                 print_sfu_row(result)
                 report["sfu"].append(result)
                 await asyncio.sleep(1.0)  # let the room close before the next one
-        finally:
-            if db is not None:
-                await db.close()
-            stop_process(server)
-            report["server_log_problems"] = log_problems(log_path)[:40]
         for i, n in enumerate(args.relay_sizes):
             if i == 0:
                 print(RELAY_HEADER, flush=True)
@@ -762,12 +803,7 @@ def main() -> int:
     except Broken as exc:
         print(f"BROKEN: {exc}", file=sys.stderr)
         return 1
-    report["total_runtime_s"] = round(time.monotonic() - started, 1)
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    print_report(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {RESULTS.relative_to(ROOT)} in {report['total_runtime_s']} s")
+    write_report(report, started, RESULTS, print_report)
     reasons = broken_reasons(report)
     for reason in reasons:
         print(f"BROKEN: {reason}", file=sys.stderr)

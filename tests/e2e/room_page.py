@@ -163,14 +163,15 @@ RECORD_STATES_JS = """
 })();
 """
 
-# Inbound audio of a tile: packets received and decoded audio energy (the fake
-# microphone beeps, so energy grows only if real audio was decoded), or null.
-_TILE_AUDIO_JS = """
-async (participantId) => {
+# Inbound stats of a tile's track of one kind: packets received, and decoded audio energy
+# (the fake microphone beeps, so energy grows only if real audio was decoded) or frames
+# decoded; null without such a track.
+_TILE_INBOUND_JS = """
+async ([participantId, kind]) => {
   const tile = document.querySelector(`#tiles .tile[data-participant-id="${participantId}"]`);
   const video = tile && tile.querySelector('video');
   const stream = video && video.srcObject;
-  const track = stream && stream.getAudioTracks()[0];
+  const track = stream && (kind === 'audio' ? stream.getAudioTracks() : stream.getVideoTracks())[0];
   if (!track) return null;
   for (const pc of window.__telecircleTestPeers || []) {
     if (pc.connectionState === 'closed') continue;
@@ -181,34 +182,10 @@ async (participantId) => {
       continue;  // this connection does not carry the track
     }
     for (const report of stats.values()) {
-      if (report.type === 'inbound-rtp' && report.kind === 'audio') {
-        return { packets: report.packetsReceived || 0, energy: report.totalAudioEnergy || 0 };
-      }
-    }
-  }
-  return null;
-}
-"""
-
-# Inbound video of a tile: packets received and frames decoded, or null.
-_TILE_VIDEO_JS = """
-async (participantId) => {
-  const tile = document.querySelector(`#tiles .tile[data-participant-id="${participantId}"]`);
-  const video = tile && tile.querySelector('video');
-  const stream = video && video.srcObject;
-  const track = stream && stream.getVideoTracks()[0];
-  if (!track) return null;
-  for (const pc of window.__telecircleTestPeers || []) {
-    if (pc.connectionState === 'closed') continue;
-    let stats;
-    try {
-      stats = await pc.getStats(track);
-    } catch (error) {
-      continue;  // this connection does not carry the track
-    }
-    for (const report of stats.values()) {
-      if (report.type === 'inbound-rtp' && report.kind === 'video') {
-        return { packets: report.packetsReceived || 0, frames: report.framesDecoded || 0 };
+      if (report.type === 'inbound-rtp' && report.kind === kind) {
+        return kind === 'audio'
+          ? { packets: report.packetsReceived || 0, energy: report.totalAudioEnergy || 0 }
+          : { packets: report.packetsReceived || 0, frames: report.framesDecoded || 0 };
       }
     }
   }
@@ -423,7 +400,9 @@ class RoomPage:
         )
 
     async def tile_audio(self, participant_id: str) -> dict[str, float] | None:
-        result: dict[str, float] | None = await self.page.evaluate(_TILE_AUDIO_JS, participant_id)
+        result: dict[str, float] | None = await self.page.evaluate(
+            _TILE_INBOUND_JS, [participant_id, "audio"]
+        )
         return result
 
     async def wait_hears(self, name: str, timeout: float = 30) -> dict[str, float] | None:
@@ -440,7 +419,9 @@ class RoomPage:
 
     async def tile_video(self, participant_id: str) -> dict[str, float] | None:
         """Inbound video of a tile: ``packets`` received and ``frames`` decoded."""
-        result: dict[str, float] | None = await self.page.evaluate(_TILE_VIDEO_JS, participant_id)
+        result: dict[str, float] | None = await self.page.evaluate(
+            _TILE_INBOUND_JS, [participant_id, "video"]
+        )
         return result
 
     async def packets_sent(self, kind: str) -> int | None:

@@ -263,6 +263,16 @@ async def test_a_blocked_camera_is_explained_and_the_patient_can_still_join(
     await hal.screenshot(artifacts_dir, "camera-denied-in-session")
 
 
+async def back_in_the_same_seat(
+    therapist: RoomPage, name: str, colour: RGB, participant_id: str, knocks: int
+) -> None:
+    """The therapist sees ``name`` again as the same participant, with no new knock."""
+    await therapist.wait_colour(name, colour)
+    after = await therapist.tile_of(name)
+    assert after is not None and after.participant_id == participant_id
+    assert await therapist.knocks() == knocks, "a returning patient does not knock again"
+
+
 async def test_a_network_drop_comes_back_into_the_same_seat(
     site: Site, browsers: Browsers, artifacts_dir: Path
 ) -> None:
@@ -280,12 +290,9 @@ async def test_a_network_drop_comes_back_into_the_same_seat(
     )
     await gus.wait_state_seen("reconnecting", since=seen, timeout=10)
     await gus.wait_state("connected", timeout=30)
-    await alice.wait_colour("Gus", BLUE)
-    after = await alice.tile_of("Gus")
-    assert after is not None and after.participant_id == before.participant_id
     history = await gus.state_history()
     assert "lobby" not in history[history.index("connected") :], history
-    assert await alice.knocks() == knocks, "a returning patient does not knock again"
+    await back_in_the_same_seat(alice, "Gus", BLUE, before.participant_id, knocks)
     await alice.screenshot(artifacts_dir, "after-network-drop")
 
 
@@ -303,10 +310,7 @@ async def test_a_reload_comes_back_into_the_same_seat_without_the_lobby(
     await kim.page.reload()
     await kim.wait_state("connected", timeout=30)
     assert "lobby" not in await kim.state_history()
-    await alice.wait_colour("Kim", BLUE)
-    after = await alice.tile_of("Kim")
-    assert after is not None and after.participant_id == before.participant_id
-    assert await alice.knocks() == knocks, "a returning patient does not knock again"
+    await back_in_the_same_seat(alice, "Kim", BLUE, before.participant_id, knocks)
     await kim.wait_colour("Alice", RED)
     await kim.screenshot(artifacts_dir, "after-reload")
 

@@ -36,6 +36,28 @@ export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : "That did not work. Please try again.";
 }
 
+/**
+ * A runner for one panel's actions: while an action runs, the panel's buttons are
+ * disabled; if it fails, `problem` says why (and is hidden again at the next try).
+ */
+export function actionRunner(
+  panel: ParentNode,
+  problem: HTMLElement,
+): (work: () => Promise<unknown>) => Promise<void> {
+  return async (work) => {
+    problem.hidden = true;
+    for (const b of panel.querySelectorAll("button")) b.disabled = true;
+    try {
+      await work();
+    } catch (error) {
+      problem.textContent = errorText(error);
+      problem.hidden = false;
+    } finally {
+      for (const b of panel.querySelectorAll("button")) b.disabled = false;
+    }
+  };
+}
+
 /** "14:05": a UNIX time in seconds as the user's local clock time. */
 export function clockTime(epochSeconds: number): string {
   return new Date(epochSeconds * 1000).toLocaleTimeString([], {

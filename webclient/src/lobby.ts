@@ -8,7 +8,7 @@
  * lobby updates that arrive while the clinician types.
  */
 import type { WaitingView } from "./generated/protocol";
-import { byId, errorText, make } from "./dom";
+import { actionRunner, byId, errorText, make } from "./dom";
 import { Knocker } from "./knock";
 
 const CLOCK_INTERVAL_MS = 5_000;
@@ -173,18 +173,7 @@ export class LobbyPanel {
 
     entry.append(who, details, buttons, form, problem);
 
-    const busy = async (work: () => Promise<unknown>): Promise<void> => {
-      problem.hidden = true;
-      for (const button of entry.querySelectorAll("button")) button.disabled = true;
-      try {
-        await work();
-      } catch (error) {
-        problem.textContent = errorText(error);
-        problem.hidden = false;
-      } finally {
-        for (const button of entry.querySelectorAll("button")) button.disabled = false;
-      }
-    };
+    const busy = actionRunner(entry, problem);
     admit.addEventListener("click", () => void busy(() => this.actions.admit(participantId)));
     deny.addEventListener("click", () => {
       form.hidden = false;

@@ -10,7 +10,7 @@
  * textContent.
  */
 import type { ParticipantView } from "./generated/protocol";
-import { button, errorText, make } from "./dom";
+import { actionRunner, button, make } from "./dom";
 import type { TileModel } from "./tiles";
 
 /** What the controls ask the session to do; each rejects with a user-readable error. */
@@ -102,18 +102,7 @@ export class FacilitatorTileControls {
       remove,
       participant,
     };
-    const busy = async (work: () => Promise<unknown>): Promise<void> => {
-      problem.hidden = true;
-      for (const b of root.querySelectorAll("button")) b.disabled = true;
-      try {
-        await work();
-      } catch (error) {
-        problem.textContent = errorText(error);
-        problem.hidden = false;
-      } finally {
-        for (const b of root.querySelectorAll("button")) b.disabled = false;
-      }
-    };
+    const busy = actionRunner(root, problem);
     audio.addEventListener("click", () => {
       const off = !controls.participant.audio_forced_off;
       void busy(() => this.actions.forceMedia(id, { audio_off: off }));
