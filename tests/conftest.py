@@ -126,8 +126,9 @@ class RunningServer:
 
 async def start_server(tmp_path: Path, **overrides: Any) -> RunningServer:
     # The collector tuning is process-wide: tests start many servers in one process.
-    options: dict[str, Any] = {"tune_garbage_collector": False, **overrides}
-    settings = load_settings(data_dir=tmp_path / "data", port=free_port(), **options)
+    options: dict[str, Any] = {"tune_garbage_collector": False, "port": None, **overrides}
+    options["port"] = options["port"] or free_port()
+    settings = load_settings(data_dir=tmp_path / "data", **options)
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from telecircle.domain.model import TimerLimits
+
 SUPPORTED_DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
@@ -142,6 +144,43 @@ class Settings(BaseSettings):
     lobby_limit: int = Field(
         20, ge=1, le=100, description="Most people waiting in one room's lobby at once."
     )
+    resume_after_restart: bool = Field(
+        True,
+        description="Keep open sessions across a server restart: seats are held for the "
+        "reconnect window and pair work or segments resume with the time that was left.",
+    )
+    resume_window: float = Field(
+        600.0,
+        gt=0,
+        description="Longest time (s) the server may be down and still resume its "
+        "sessions; after longer, they are ended at start-up.",
+    )
+    pairs_min_seconds: float = Field(60.0, gt=0, description="Shortest pair work (s).")
+    pairs_max_seconds: float = Field(3600.0, gt=0, description="Longest pair work (s).")
+    segment_min_seconds: float = Field(
+        600.0, gt=0, description="Shortest individual segment (s): 10 minutes."
+    )
+    segment_max_seconds: float = Field(
+        1200.0, gt=0, description="Longest individual segment (s): 20 minutes."
+    )
+    segment_default_seconds: float = Field(
+        900.0, gt=0, description="An individual segment's length unless chosen (s)."
+    )
+    timer_warning_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long before the end of pair work or a segment "
+        "everyone in it is warned (s).",
+    )
+    timer_extension_max_seconds: float = Field(
+        1800.0, gt=0, description="Most time one 'extend' adds (s)."
+    )
+    pairs_message_max_chars: int = Field(
+        280, ge=1, le=2000, description="Longest message a clinician can send to all pairs."
+    )
+    segment_queue_max: int = Field(
+        20, ge=1, le=64, description="Most people waiting in the individual-segment queue."
+    )
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Addresses of reverse proxies whose X-Forwarded-For is believed "
@@ -221,7 +260,30 @@ class Settings(BaseSettings):
                 f"default_room_limit ({self.default_room_limit}) is above "
                 f"room_limit_ceiling ({self.room_limit_ceiling})"
             )
+        if self.pairs_min_seconds > self.pairs_max_seconds:
+            raise ValueError("pairs_min_seconds is above pairs_max_seconds")
+        if not (
+            self.segment_min_seconds <= self.segment_default_seconds <= self.segment_max_seconds
+        ):
+            raise ValueError(
+                "segment_default_seconds must lie between segment_min_seconds and "
+                "segment_max_seconds"
+            )
         return self
+
+    def timer_limits(self) -> TimerLimits:
+        """The bounds of pair work and segments, as the domain rules take them."""
+        return TimerLimits(
+            breakout_min=self.pairs_min_seconds,
+            breakout_max=self.pairs_max_seconds,
+            segment_min=self.segment_min_seconds,
+            segment_max=self.segment_max_seconds,
+            segment_default=self.segment_default_seconds,
+            warning_before=self.timer_warning_seconds,
+            extension_max=self.timer_extension_max_seconds,
+            message_max_chars=self.pairs_message_max_chars,
+            queue_max=self.segment_queue_max,
+        )
 
     @property
     def effective_database_url(self) -> str:

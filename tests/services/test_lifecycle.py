@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def test_shutdown_closes_every_seat_and_session(tmp_path: Path) -> None:
-    server = await start_server(tmp_path)
+    """Without resuming after a restart, a shutdown ends every seat and session."""
+    server = await start_server(tmp_path, resume_after_restart=False)
     code = await server.create_room()
     people = [
         await Client().connect(server.url, await server.clinician_cookie(code, f"P{i}"))
@@ -52,7 +53,7 @@ async def test_shutdown_closes_every_seat_and_session(tmp_path: Path) -> None:
         assert person.last("closed") is not None, "and said why first"
 
     # Reopen the same database: everything was recorded before the process let go.
-    reopened = await start_server(tmp_path)
+    reopened = await start_server(tmp_path, resume_after_restart=False)
     try:
         ended = await stores.get_session(reopened.database, session.id)
         assert ended is not None and ended.status == "ended"

@@ -8,19 +8,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from telecircle.domain.ids import ParticipantId
-from telecircle.domain.model import Place, RoomState, SeatRole, TrackKind, TrackRef
+from telecircle.domain.model import RoomState, TrackKind, TrackRef
+from telecircle.domain.placement import Location, locations
 
 
 def audience(state: RoomState, track: TrackRef) -> frozenset[ParticipantId]:
-    """Participants who may receive ``track`` now: everyone else in the plenary, while
-    the owner is in the plenary with that track switched on, and — for a patient's
-    track — while a clinician is there; nobody otherwise."""
+    """Participants who may receive ``track`` now: everyone else in the owner's place
+    (the plenary, their pair, their segment), while the owner has that track switched on
+    and not forced off; nobody while the owner is in the lobby or on hold."""
+    return _audience(state, track, locations(state))
+
+
+def _audience(
+    state: RoomState, track: TrackRef, where: Mapping[ParticipantId, Location]
+) -> frozenset[ParticipantId]:
     owner = state.find(track.owner)
-    if owner is None or owner.place is not Place.PLENARY:
+    if owner is None:
         return frozenset()
-    # Patients are not left alone together: with no clinician present (not yet come,
-    # or dropped out and within their reconnect window) the group is on hold.
-    if owner.role is SeatRole.PATIENT and not clinician_present(state):
+    group = where[owner.id].media_group
+    if group is None:
         return frozenset()
     # A track its owner turned off is not forwarded at all, so nobody can receive it.
     # A clinician's forced mute or camera-off is enforced here, whatever the owner's
@@ -30,22 +36,15 @@ def audience(state: RoomState, track: TrackRef) -> frozenset[ParticipantId]:
     if track.kind is TrackKind.VIDEO and (not owner.video_on or owner.video_forced_off):
         return frozenset()
     return frozenset(
-        p.id for p in state.participants if p.place is Place.PLENARY and p.id != owner.id
-    )
-
-
-def clinician_present(state: RoomState) -> bool:
-    """Whether a clinician is in the plenary with a live connection."""
-    return any(
-        p.role is SeatRole.CLINICIAN and p.place is Place.PLENARY and not p.away
-        for p in state.participants
+        p.id for p in state.participants if p.id != owner.id and where[p.id].media_group == group
     )
 
 
 def all_audiences(state: RoomState) -> dict[TrackRef, frozenset[ParticipantId]]:
     """The audience of every track in the room (both kinds for every participant)."""
+    where = locations(state)
     return {
-        TrackRef(p.id, kind): audience(state, TrackRef(p.id, kind))
+        TrackRef(p.id, kind): _audience(state, TrackRef(p.id, kind), where)
         for p in state.participants
         for kind in TrackKind
     }

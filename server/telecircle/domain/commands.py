@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from telecircle.domain.ids import ParticipantId
+from telecircle.domain.model import OthersDuringSegment
 
 
 class LeaveReason(enum.Enum):
@@ -170,8 +171,109 @@ class EndSession:
     by: ParticipantId
 
 
+@dataclass(frozen=True, slots=True)
+class StartPairs:
+    """A clinician starts pair work for ``duration`` seconds with these groups (pairs,
+    or a trio for an odd number); patients in no group stay in the plenary."""
+
+    by: ParticipantId
+    duration: float
+    groups: tuple[tuple[ParticipantId, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VisitPair:
+    """A clinician joins pair ``group`` (they see and hear it, and only it hears them),
+    or goes back to the plenary (None)."""
+
+    by: ParticipantId
+    group: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePairs:
+    """A short message from a clinician to every pair."""
+
+    by: ParticipantId
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndPairs:
+    """End pair work early: everyone back to the plenary."""
+
+    by: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    """Give the running pair work or segment ``seconds`` more."""
+
+    by: ParticipantId
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartSegment:
+    """The clinician ``by`` works one-to-one with the first of ``participants``, then
+    each of the rest in turn, ``duration`` seconds each (None: the default)."""
+
+    by: ParticipantId
+    participants: tuple[ParticipantId, ...]
+    others: OthersDuringSegment
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSegment:
+    """Add a patient to the end of the running segment's queue."""
+
+    by: ParticipantId
+    participant_id: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class NextSegment:
+    """End the current person's segment now and go on with the queue."""
+
+    by: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class EndSegment:
+    """End the segment and its queue: everyone back to the plenary."""
+
+    by: ParticipantId
+
+
+@dataclass(frozen=True, slots=True)
+class TimersDue:
+    """The server's timer fired: apply whatever warning or end is due by now."""
+
+
+ActivityCommand = (
+    StartPairs
+    | VisitPair
+    | MessagePairs
+    | EndPairs
+    | Extend
+    | StartSegment
+    | QueueSegment
+    | NextSegment
+    | EndSegment
+    | TimersDue
+)
+
 ControlCommand = (
-    ForceMedia | MuteAll | RaiseHand | NeedMoment | MoveToLobby | Remove | Lock | EndSession
+    ForceMedia
+    | MuteAll
+    | RaiseHand
+    | NeedMoment
+    | MoveToLobby
+    | Remove
+    | Lock
+    | EndSession
+    | ActivityCommand
 )
 
 Command = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from telecircle.domain import seats
+from telecircle.domain.activities import decide_activity
 from telecircle.domain.commands import (
     ControlCommand,
     EndSession,
@@ -54,7 +55,9 @@ def decide_control(state: RoomState, command: ControlCommand, now: float) -> Dec
         return _remove(state, command, now)
     if isinstance(command, Lock):
         return _lock(state, command, now)
-    return _end_session(state, command, now)
+    if isinstance(command, EndSession):
+        return _end_session(state, command, now)
+    return decide_activity(state, command, now)
 
 
 def _forced(target: Participant, by: Participant, now: float) -> MediaForced:

@@ -48,3 +48,9 @@ class NotWaiting(DomainError):
 
 class SessionLocked(DomainError):
     code = "session_locked"
+
+
+class ActivityConflict(DomainError):
+    """Pair work or a segment is (or is not) running, so this cannot be done now."""
+
+    code = "activity_conflict"

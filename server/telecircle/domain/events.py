@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from telecircle.domain.commands import LeaveReason
 from telecircle.domain.ids import ParticipantId
+from telecircle.domain.model import OthersDuringSegment
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,117 @@ class SessionEnded:
     kind = "session_ended"
 
 
+@dataclass(frozen=True, slots=True)
+class PairsStarted:
+    by: ParticipantId
+    groups: tuple[tuple[ParticipantId, ...], ...]
+    ends_at: float
+    at: float
+
+    kind = "pairs_started"
+
+
+@dataclass(frozen=True, slots=True)
+class PairVisited:
+    """A clinician went into pair ``group``, or back to the plenary (None)."""
+
+    by: ParticipantId
+    group: int | None
+    at: float
+
+    kind = "pair_visited"
+
+
+@dataclass(frozen=True, slots=True)
+class PairsMessaged:
+    """A message to every pair. Its text goes to the pairs and is not stored (only that
+    a message was sent is on the timeline)."""
+
+    by: ParticipantId
+    text: str
+    at: float
+
+    kind = "pairs_messaged"
+    # Fields told to the clients but never written to the database.
+    unstored = ("text",)
+
+
+@dataclass(frozen=True, slots=True)
+class PairsEnded:
+    """Pair work ended: early by a clinician, or when its time ran out (``by`` None)."""
+
+    by: ParticipantId | None
+    at: float
+
+    kind = "pairs_ended"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentStarted:
+    by: ParticipantId
+    participant_id: ParticipantId
+    ends_at: float
+    others: OthersDuringSegment
+    at: float
+
+    kind = "segment_started"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentQueued:
+    by: ParticipantId
+    participant_id: ParticipantId
+    at: float
+
+    kind = "segment_queued"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEnded:
+    """One person's segment ended (by a clinician, or when its time ran out: None)."""
+
+    participant_id: ParticipantId
+    by: ParticipantId | None
+    at: float
+
+    kind = "segment_ended"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerExtended:
+    """The running activity ("pairs" or "segment") now ends at ``ends_at``."""
+
+    activity: str
+    by: ParticipantId
+    ends_at: float
+    at: float
+
+    kind = "timer_extended"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerWarned:
+    """The running activity ends soon (at ``ends_at``)."""
+
+    activity: str
+    ends_at: float
+    at: float
+
+    kind = "timer_warned"
+
+
+ActivityEvent = (
+    PairsStarted
+    | PairVisited
+    | PairsMessaged
+    | PairsEnded
+    | SegmentStarted
+    | SegmentQueued
+    | SegmentEnded
+    | TimerExtended
+    | TimerWarned
+)
+
 Event = (
     ParticipantJoined
     | ParticipantKnocked
@@ -169,4 +281,5 @@ Event = (
     | ParticipantRemoved
     | SessionLocked
     | SessionEnded
+    | ActivityEvent
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from telecircle.domain import seats
+from telecircle.domain.activities import tidy
 from telecircle.domain.commands import (
     Admit,
     AdmitAll,
@@ -53,6 +54,14 @@ Decision = tuple[RoomState, list[Event]]
 
 def decide(state: RoomState, command: Command, now: float) -> tuple[RoomState, list[Event]]:
     """Apply ``command`` to ``state`` at time ``now`` (seconds, any epoch)."""
+    decided, events = _decide(state, command, now)
+    if decided is state:
+        return state, events
+    tidied, more = tidy(decided, now)
+    return tidied, events + more
+
+
+def _decide(state: RoomState, command: Command, now: float) -> Decision:
     if isinstance(command, Join):
         return _join(state, command, now)
     if isinstance(command, Knock):

@@ -72,6 +72,15 @@ class AuditAction(enum.StrEnum):
     REMOVE = "remove"
     LOCK = "lock"
     END_SESSION = "end_session"
+    START_PAIRS = "start_pairs"
+    VISIT_PAIR = "visit_pair"
+    MESSAGE_PAIRS = "message_pairs"
+    END_PAIRS = "end_pairs"
+    EXTEND = "extend"
+    START_SEGMENT = "start_segment"
+    QUEUE_SEGMENT = "queue_segment"
+    NEXT_SEGMENT = "next_segment"
+    END_SEGMENT = "end_segment"
 
 
 _ACTIONS = frozenset(action.value for action in AuditAction)

@@ -86,8 +86,14 @@ class EntryPolicy:
                 )
         return None
 
-    async def entrant(self, principal: Principal, code: RoomCode) -> Entrant:
-        """How ``principal`` enters the room ``code``; NotAllowed when they may not."""
+    async def entrant(
+        self, principal: Principal, code: RoomCode, *, seat_held: bool = False
+    ) -> Entrant:
+        """How ``principal`` enters the room ``code``; NotAllowed when they may not.
+
+        A patient checks in on the page before the session; ``seat_held`` (their seat in
+        the live session is still held for them, as after a server restart, which
+        forgets check-ins) lets them back into that seat without doing it again."""
         room = await stores.get_room_by_code(self._db, code)
         if room is None:
             raise NoSuchRoom("There is no room with this link. Please check the link.")
@@ -97,7 +103,8 @@ class EntryPolicy:
                 raise NotAllowed("You are not one of this group's clinicians.")
             return Entrant(principal.key, principal.display_name or "Clinician", SeatRole.CLINICIAN)
         if principal.role is Role.PATIENT and principal.room_id == room.id:
-            if principal.display_name is None or self._check_ins.get(principal.key) is None:
+            checked_in = seat_held or self._check_ins.get(principal.key) is not None
+            if principal.display_name is None or not checked_in:
                 raise NotAllowed("Please complete the page before the session first.")
             return Entrant(
                 principal.key, principal.display_name, SeatRole.PATIENT, principal.credential

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from telecircle.domain.activities import next_deadline, pair_up
 from telecircle.domain.audience import all_audiences, only_restricts
 from telecircle.domain.commands import (
     Admit,
@@ -34,17 +36,27 @@ from telecircle.domain.commands import (
     LeaveReason,
     Resume,
     SetOwnMedia,
+    StartPairs,
+    TimersDue,
 )
 from telecircle.domain.errors import DomainError, NotInRoom
-from telecircle.domain.events import Event, MovedToLobby, ParticipantLeft, ParticipantRemoved
+from telecircle.domain.events import (
+    Event,
+    MovedToLobby,
+    ParticipantAway,
+    ParticipantLeft,
+    ParticipantRemoved,
+)
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_participant_id
-from telecircle.domain.model import Participant, Place, RoomState, SeatRole
+from telecircle.domain.model import Participant, Place, RoomState, SeatRole, TimerLimits
 from telecircle.domain.rules import decide
 from telecircle.services.clock import Clock
 from telecircle.services.ports import MediaRouting, ReceiveSlot, RoomObserver
+from telecircle.services.resume import ResumePolicy, restored_state, take_snapshot
 from telecircle.services.tasks import TaskOwner
 from telecircle.storage import stores
 from telecircle.storage.database import Database
+from telecircle.storage.snapshot_codec import SnapshotError, decode_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +114,13 @@ LimitOf = Callable[[RoomId], Awaitable[int]]
 MIN_EXPIRY_RETRY = 1.0
 
 
+def random_pairs(state: RoomState) -> tuple[tuple[ParticipantId, ...], ...]:
+    """Every patient in the session (not in the lobby), in pairs made at random."""
+    people = [p.id for p in state.admitted_patients()]
+    secrets.SystemRandom().shuffle(people)
+    return pair_up(people)
+
+
 @dataclass(eq=False)
 class LiveRoom:
     """One room in use: its session, its state and its media routing."""
@@ -120,7 +139,16 @@ class LiveRoom:
     denied: set[str] = field(default_factory=set)
     # One reconnect-window timer per away participant (cancelled when they come back).
     away_timers: dict[ParticipantId, asyncio.Task[None]] = field(default_factory=dict)
+    # The timer of the running pair work or segment, and the deadline it sleeps until.
+    activity_timer: asyncio.Task[None] | None = None
+    activity_deadline: float | None = None
     closed: bool = False
+
+    def cancel_activity_timer(self) -> None:
+        timer, self.activity_timer = self.activity_timer, None
+        self.activity_deadline = None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
 
     def cancel_away_timer(self, pid: ParticipantId) -> None:
         timer = self.away_timers.pop(pid, None)
@@ -157,6 +185,8 @@ class RoomService:
         limit_of: LimitOf,
         reconnect_grace: float,
         lobby_limit: int = 20,
+        timer_limits: TimerLimits | None = None,
+        resume: ResumePolicy | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -165,6 +195,8 @@ class RoomService:
         self._limit_of = limit_of
         self._reconnect_grace = reconnect_grace
         self._lobby_limit = lobby_limit
+        self._timer_limits = timer_limits or TimerLimits()
+        self._resume = resume or ResumePolicy()
         self._rooms: dict[RoomCode, LiveRoom] = {}
         self._registry_lock = asyncio.Lock()
         self._tasks = TaskOwner("rooms")
@@ -279,6 +311,8 @@ class RoomService:
         connections (a waiting patient sends and receives nothing) but keeps the seat."""
         live = self._seated(code, sender)
         async with live.lock:
+            if isinstance(command, StartPairs) and not command.groups:
+                command = replace(command, groups=random_pairs(live.state))
             events = await self._apply(live, command)
             for event in events:
                 if isinstance(event, ParticipantRemoved):
@@ -303,6 +337,17 @@ class RoomService:
             pid = live.seat_of.get(key)
             if pid is not None:
                 await self.leave(live.code, pid, reason)
+
+    def holds_seat(self, code: RoomCode, key: str, credential: str = "") -> bool:
+        """Whether a seat in the room's live session is held for the person ``key``,
+        taken with ``credential`` (the same device, for a patient)."""
+        live = self._rooms.get(code)
+        if live is None:
+            return False
+        pid = live.seat_of.get(key)
+        return (
+            pid is not None and live.seated(pid) and live.credential_of.get(pid, "") == credential
+        )
 
     def seat_key(self, code: RoomCode, pid: ParticipantId) -> str | None:
         live = self._rooms.get(code)
@@ -464,13 +509,73 @@ class RoomService:
     # ---- lifecycle --------------------------------------------------------------------
 
     async def recover_after_crash(self) -> None:
-        """Close sessions and attendance left open by a previous process that died."""
-        await stores.end_open_sessions(self._db, self._clock.now())
+        """At start-up: resume the open sessions a previous process left with a recent
+        snapshot (see ``services.resume``); end every other open session and its
+        attendance. Then keep the live sessions' snapshots current."""
+        resumed: list[SessionId] = []
+        if self._resume.enabled:
+            for found in await stores.resumable_sessions(self._db):
+                if await self._resume_session(found):
+                    resumed.append(found.session_id)
+        await stores.end_open_sessions(self._db, self._clock.now(), keep=resumed)
+        if self._resume.enabled:
+            self._tasks.spawn(self._heartbeat(), "snapshot-heartbeat")
+
+    async def _resume_session(self, found: stores.ResumableSession) -> bool:
+        now = self._clock.now()
+        if now - found.snapshot.saved_at > self._resume.window:
+            return False
+        room = await stores.get_room(self._db, found.room_id)
+        if room is None:
+            return False
+        try:
+            restored = restored_state(found.snapshot, self._timer_limits, now)
+        except SnapshotError:
+            log.exception("session not resumed", extra={"session": found.session_id})
+            return False
+        code = RoomCode(room.code)
+        live = LiveRoom(room=room, state=restored.state, media=self._media_factory(code))
+        for pid, owner in restored.owners.items():
+            live.seat_of[owner.key] = pid
+            live.key_of[pid] = owner.key
+            live.credential_of[pid] = owner.credential
+            live.epochs[pid] = 0
+        live.denied.update(restored.denied)
+        was = decode_snapshot(found.snapshot.body, self._timer_limits).state
+        away = [ParticipantAway(p.id, now) for p in was.participants if not p.away]
+        try:
+            await stores.record_events(
+                self._db, found.session_id, away, self._snapshot(live, live.state)
+            )
+        except Exception:
+            log.exception("resumed session not recorded", extra={"session": found.session_id})
+        self._rooms[code] = live
+        live.media.set_audiences(all_audiences(live.state))
+        self._schedule_activity_timer(live)
+        for participant in live.state.participants:
+            timer = self._tasks.spawn(self._expire_later(code, participant.id), "reconnect-window")
+            if timer is not None:
+                live.away_timers[participant.id] = timer
+        log.info("session resumed", extra={"room": code, "session": found.session_id})
+        return True
+
+    async def _heartbeat(self) -> None:
+        """Keep the live sessions' snapshots current (see services.resume)."""
+        while True:
+            await asyncio.sleep(self._resume.heartbeat)
+            sessions = [live.state.session_id for live in self._rooms.values() if not live.closed]
+            try:
+                await stores.touch_snapshots(self._db, sessions, self._clock.now())
+            except Exception:
+                log.exception("snapshot heartbeat failed")
 
     async def close(self) -> None:
-        """Graceful shutdown: every seat ends (recorded), media closes. Idempotent.
+        """Graceful shutdown. Idempotent. A room that fails to close is logged and
+        skipped; the caller bounds the time.
 
-        A room that fails to close is logged and skipped; the caller bounds the time.
+        With resuming enabled, sessions stay open: everyone is marked away (recorded)
+        and the snapshot saved, so the next process gives them their seats back. Without
+        it, every seat ends (recorded as a server shutdown) and the sessions end.
         """
         async with self._registry_lock:
             self._closing = True
@@ -481,6 +586,9 @@ class RoomService:
                 async with live.lock:
                     if live.closed:
                         continue
+                    if self._resume.enabled:
+                        await self._suspend_room(live)
+                        continue
                     for participant in live.state.participants:
                         await self._apply_even_unrecorded(
                             live, Leave(participant.id, LeaveReason.SERVER_SHUTDOWN)
@@ -488,6 +596,25 @@ class RoomService:
                     await self._close_room(live)
             except Exception:
                 log.exception("room failed to close", extra={"room": live.code})
+
+    async def _suspend_room(self, live: LiveRoom) -> None:
+        """Stop a room for a restart: seats held as away, snapshot saved as of now,
+        media closed; the session stays open. Caller holds ``live.lock``."""
+        for participant in live.state.participants:
+            await self._apply_even_unrecorded(live, Disconnect(participant.id))
+        snapshot = self._snapshot(live, live.state)
+        live.closed = True
+        live.cancel_activity_timer()
+        for pid in list(live.away_timers):
+            live.cancel_away_timer(pid)
+        if self._rooms.get(live.code) is live:
+            del self._rooms[live.code]
+        try:
+            await live.media.close()
+        finally:
+            if snapshot is not None:
+                await stores.save_snapshot(self._db, live.state.session_id, snapshot)
+            log.info("room suspended", extra={"room": live.code})
 
     async def _live_room_for(self, code: RoomCode) -> LiveRoom:
         async with self._registry_lock:
@@ -506,6 +633,7 @@ class RoomService:
                 participant_limit=await self._limit_of(room.id),
                 lobby_limit=self._lobby_limit,
                 patients_may_unmute=room.patients_may_unmute,
+                limits=self._timer_limits,
             )
             live = LiveRoom(room=room, state=state, media=self._media_factory(code))
             self._rooms[code] = live
@@ -528,7 +656,9 @@ class RoomService:
         if early:
             live.media.set_audiences(audiences)
         try:
-            await stores.record_events(self._db, live.state.session_id, events)
+            await stores.record_events(
+                self._db, live.state.session_id, events, self._snapshot(live, new_state)
+            )
         except BaseException:
             if early and not live.closed:
                 live.media.set_audiences(all_audiences(live.state))
@@ -546,7 +676,9 @@ class RoomService:
         if not events:
             return events
         try:
-            await stores.record_events(self._db, live.state.session_id, events)
+            await stores.record_events(
+                self._db, live.state.session_id, events, self._snapshot(live, new_state)
+            )
         except Exception:
             log.exception(
                 "change not recorded",
@@ -556,11 +688,56 @@ class RoomService:
         await self._announce(live, new_state, events)
         return events
 
-    @staticmethod
-    def _commit(live: LiveRoom, new_state: RoomState) -> None:
+    def _snapshot(self, live: LiveRoom, state: RoomState) -> stores.Snapshot | None:
+        if not self._resume.enabled:
+            return None
+        return take_snapshot(state, live.key_of, live.credential_of, live.denied, self._clock.now())
+
+    def _commit(self, live: LiveRoom, new_state: RoomState) -> None:
         live.state = new_state
         if not live.closed:
             live.media.set_audiences(all_audiences(new_state))
+            self._schedule_activity_timer(live)
+
+    # ---- timers of pair work and segments -----------------------------------------------
+
+    def _schedule_activity_timer(self, live: LiveRoom) -> None:
+        """Keep one timer per room, sleeping until the state's next deadline."""
+        deadline = next_deadline(live.state)
+        if deadline == live.activity_deadline and live.activity_timer is not None:
+            return
+        live.cancel_activity_timer()
+        if deadline is None:
+            return
+        live.activity_deadline = deadline
+        live.activity_timer = self._tasks.spawn(self._activity_due(live, deadline), "timer")
+
+    async def _activity_due(self, live: LiveRoom, deadline: float) -> None:
+        """Sleep until ``deadline`` by the service clock, then apply what is due (a
+        warning, an end, the next person in the queue); the commit schedules the next."""
+        while True:
+            await asyncio.sleep(max(0.0, deadline - self._clock.now()))
+            async with live.lock:
+                if live.closed or live.activity_deadline != deadline:
+                    return
+                if self._clock.now() < deadline:
+                    continue  # the clock lagged the event loop's: sleep the rest
+                # Whatever the outcome, this task is done with: the commit schedules anew.
+                live.activity_timer = None
+                live.activity_deadline = None
+                try:
+                    await self._apply(live, TimersDue())
+                except Exception:
+                    log.exception("timer not applied", extra={"room": live.code})
+                    # Try again shortly rather than leave the activity running forever.
+                    live.activity_deadline = None
+                    self._retry_timer(live)
+                return
+
+    def _retry_timer(self, live: LiveRoom) -> None:
+        deadline = self._clock.now() + MIN_EXPIRY_RETRY
+        live.activity_deadline = deadline
+        live.activity_timer = self._tasks.spawn(self._activity_due(live, deadline), "timer")
 
     async def _announce(self, live: LiveRoom, state: RoomState, events: Sequence[Event]) -> None:
         # A change is recorded and routed by now: failing to tell clients must not undo it.
@@ -572,6 +749,7 @@ class RoomService:
     async def _close_room(self, live: LiveRoom) -> None:
         """Close a room whose seats have all ended. Caller holds ``live.lock``."""
         live.closed = True
+        live.cancel_activity_timer()
         if self._rooms.get(live.code) is live:
             del self._rooms[live.code]
         try:

@@ -126,6 +126,47 @@ class NeedMomentRequest(Message):
     needed: bool
 
 
+class StartPairsRequest(Message):
+    """Clinicians: start pair work for ``duration_seconds``. ``groups`` lists the pairs
+    (a trio where the number is odd) by participant id; without it, the server makes
+    pairs of every patient in the session at random."""
+
+    duration_seconds: int = Field(ge=1, le=86_400)
+    groups: list[list[str]] | None = Field(None, max_length=32)
+
+
+class VisitPairRequest(Message):
+    """Clinicians: join pair ``group`` (0-based), or go back to the plenary (null)."""
+
+    group: int | None = Field(ge=0, le=63)
+
+
+class MessagePairsRequest(Message):
+    """Clinicians: a short message to every pair (the room's limit applies)."""
+
+    text: str = Field(min_length=1, max_length=2_000)
+
+
+class ActivityRequest(Message):
+    """Clinicians: end_pairs, next_segment, end_segment (no fields)."""
+
+
+class ExtendRequest(Message):
+    """Clinicians: give the running pair work or segment more time."""
+
+    seconds: int = Field(ge=1, le=86_400)
+
+
+class StartSegmentRequest(Message):
+    """Clinicians: work one-to-one with the first of ``participant_ids`` for
+    ``duration_seconds`` (null: the default), then each of the rest in turn; the others
+    wait on a hold screen or go on together in the plenary."""
+
+    participant_ids: list[str] = Field(min_length=1, max_length=64)
+    others: Literal["hold", "plenary"]
+    duration_seconds: int | None = Field(None, ge=1, le=86_400)
+
+
 # ---- ack payloads -----------------------------------------------------------------
 
 
@@ -272,6 +313,64 @@ class MediaLostEvent(Message):
     """Event ``media_lost``: a peer connection of yours died; publish and subscribe again."""
 
 
+class TimerView(Message):
+    """The countdown of the running activity. ``remaining_seconds`` is measured when the
+    event is sent (count down from receipt: clocks differ); ``warned`` turns true at the
+    warning before the end."""
+
+    activity: Literal["pairs", "segment"]
+    remaining_seconds: float
+    warned: bool
+
+
+class PlaceView(Message):
+    """Where someone is: ``pair`` is the group number (0-based) while in a pair."""
+
+    spot: Literal["lobby", "plenary", "pair", "segment", "hold"]
+    pair: int | None
+
+
+class VisitView(Message):
+    clinician_id: str
+    group: int
+
+
+class SegmentView(Message):
+    clinician_id: str
+    participant_id: str
+    others: Literal["hold", "plenary"]
+    queue: list[str]
+    done: list[str]
+
+
+class FacilitatorView(Message):
+    """What only clinicians see: everyone's place, the pairs, visits, the segment run."""
+
+    places: dict[str, PlaceView]
+    pairs: list[list[str]]
+    visits: list[VisitView]
+    segment: SegmentView | None
+
+
+class ActivityEvent(Message):
+    """Event ``activity`` (to each participant, on every change): your own place, who
+    shares it with you, and the countdown that is running; clinicians also get the
+    ``facilitator`` view."""
+
+    place: PlaceView
+    # The others whose media you may receive now (your pair, your segment, the plenary).
+    with_ids: list[str]
+    timer: TimerView | None
+    facilitator: FacilitatorView | None
+
+
+class PairsMessageEvent(Message):
+    """Event ``pairs_message``: a clinician's message to every pair."""
+
+    text: str
+    from_name: str
+
+
 class ClosedEvent(Message):
     """Event ``closed``: the server ends this connection's seat; ``reason`` is a code
     (``seat_moved``, ``denied``, ``revoked``, ``removed``, ``signed_out``, ``left``,
@@ -302,6 +401,15 @@ CLIENT_EVENTS: dict[str, type[Message]] = {
     "end_session": EndSessionRequest,
     "raise_hand": RaiseHandRequest,
     "need_moment": NeedMomentRequest,
+    "start_pairs": StartPairsRequest,
+    "visit_pair": VisitPairRequest,
+    "message_pairs": MessagePairsRequest,
+    "end_pairs": ActivityRequest,
+    "extend": ExtendRequest,
+    "start_segment": StartSegmentRequest,
+    "queue_segment": ParticipantRequest,
+    "next_segment": ActivityRequest,
+    "end_segment": ActivityRequest,
 }
 
 SERVER_EVENTS: dict[str, type[Message]] = {
@@ -313,6 +421,8 @@ SERVER_EVENTS: dict[str, type[Message]] = {
     "admitted": AdmittedEvent,
     "moved_to_lobby": MovedToLobbyEvent,
     "moment": MomentEvent,
+    "activity": ActivityEvent,
+    "pairs_message": PairsMessageEvent,
 }
 
 ACK_DATA: dict[str, type[Message]] = {
@@ -335,4 +445,13 @@ ACK_DATA: dict[str, type[Message]] = {
     "end_session": Empty,
     "raise_hand": Empty,
     "need_moment": Empty,
+    "start_pairs": Empty,
+    "visit_pair": Empty,
+    "message_pairs": Empty,
+    "end_pairs": Empty,
+    "extend": Empty,
+    "start_segment": Empty,
+    "queue_segment": Empty,
+    "next_segment": Empty,
+    "end_segment": Empty,
 }

@@ -23,26 +23,37 @@ from pydantic import BaseModel, ValidationError
 from telecircle.config import Settings
 from telecircle.domain.access import Action, Role, allowed
 from telecircle.domain.commands import (
+    ActivityCommand,
     ControlCommand,
+    EndPairs,
+    EndSegment,
     EndSession,
+    Extend,
     ForceMedia,
     LeaveReason,
     Lock,
+    MessagePairs,
     MoveToLobby,
     MuteAll,
     NeedMoment,
+    NextSegment,
+    QueueSegment,
     RaiseHand,
     Remove,
+    StartPairs,
+    StartSegment,
+    VisitPair,
 )
 from telecircle.domain.events import (
     Event,
     MomentChanged,
     MovedToLobby,
+    PairsMessaged,
     ParticipantAdmitted,
     ParticipantLeft,
 )
 from telecircle.domain.ids import ConnectionId, ParticipantId, RoomCode
-from telecircle.domain.model import Place, RoomState, SeatRole
+from telecircle.domain.model import OthersDuringSegment, Place, RoomState, SeatRole
 from telecircle.errors import TelecircleError
 from telecircle.services.clock import Clock
 from telecircle.services.entry import PASS_COOKIE, SESSION_COOKIE, EntryPolicy, Principal
@@ -52,6 +63,7 @@ from telecircle.services.tasks import TaskOwner
 from telecircle.signalling import acks
 from telecircle.signalling import messages as m
 from telecircle.signalling.ratelimit import TokenBucket
+from telecircle.signalling.views import activity_views, pairs_audience, participant_views
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +90,15 @@ EVENT_ACTIONS: dict[str, Action] = {
     "end_session": Action.FACILITATE,
     "raise_hand": Action.USE_OWN_MEDIA,
     "need_moment": Action.USE_OWN_MEDIA,
+    "start_pairs": Action.FACILITATE,
+    "visit_pair": Action.FACILITATE,
+    "message_pairs": Action.FACILITATE,
+    "end_pairs": Action.FACILITATE,
+    "extend": Action.FACILITATE,
+    "start_segment": Action.FACILITATE,
+    "queue_segment": Action.FACILITATE,
+    "next_segment": Action.FACILITATE,
+    "end_segment": Action.FACILITATE,
 }
 
 # Seats ended by someone else: the connection is told why and closed.
@@ -137,25 +158,6 @@ class Connection:
     rate_strikes: int = 0
 
 
-def participant_views(state: RoomState) -> list[m.ParticipantView]:
-    """Everyone past the lobby (waiting patients are seen by clinicians only)."""
-    return [
-        m.ParticipantView(
-            id=p.id,
-            display_name=p.display_name,
-            audio_on=p.audio_on,
-            video_on=p.video_on,
-            connected=not p.away,
-            role="clinician" if p.role is SeatRole.CLINICIAN else "patient",
-            audio_forced_off=p.audio_forced_off,
-            video_forced_off=p.video_forced_off,
-            hand_raised=p.hand_raised_at is not None,
-        )
-        for p in state.participants
-        if p.place is not Place.LOBBY
-    ]
-
-
 def channel(code: str) -> str:
     """The socket.io fan-out channel of a room's session (not the domain room)."""
     return f"room:{code}"
@@ -164,6 +166,34 @@ def channel(code: str) -> str:
 def clinician_channel(code: str) -> str:
     """The fan-out channel of a room's clinicians (the lobby is shown there)."""
     return f"clinicians:{code}"
+
+
+def _activity_command(event: str, request: m.Message, pid: ParticipantId) -> ActivityCommand | None:
+    """The pair-work or segment command a control event asks for (``pid`` sends it)."""
+    if isinstance(request, m.StartPairsRequest):
+        # No groups: the room service pairs everyone at random.
+        groups = tuple(tuple(ParticipantId(i) for i in group) for group in request.groups or ())
+        return StartPairs(pid, float(request.duration_seconds), groups)
+    if isinstance(request, m.VisitPairRequest):
+        return VisitPair(pid, request.group)
+    if isinstance(request, m.MessagePairsRequest):
+        return MessagePairs(pid, request.text)
+    if isinstance(request, m.ExtendRequest):
+        return Extend(pid, float(request.seconds))
+    if isinstance(request, m.StartSegmentRequest):
+        return StartSegment(
+            pid,
+            tuple(ParticipantId(i) for i in request.participant_ids),
+            OthersDuringSegment(request.others),
+            None if request.duration_seconds is None else float(request.duration_seconds),
+        )
+    if isinstance(request, m.ParticipantRequest) and event == "queue_segment":
+        return QueueSegment(pid, ParticipantId(request.participant_id))
+    if isinstance(request, m.ActivityRequest):
+        if event == "end_pairs":
+            return EndPairs(pid)
+        return NextSegment(pid) if event == "next_segment" else EndSegment(pid)
+    return None
 
 
 class SignallingServer:
@@ -441,7 +471,9 @@ class SignallingServer:
                 acks.NOT_ALLOWED, "Your sign-in or invite is no longer valid. Please open it again."
             )
         connection.principal = principal
-        entrant = await self._entry.entrant(principal, code)
+        entrant = await self._entry.entrant(
+            principal, code, seat_held=rooms.holds_seat(code, principal.key, principal.credential)
+        )
         # Clinicians enter the fan-out channels first so no change after the seat is
         # missed; a patient hears nothing of the session until admitted (the ack of a
         # returning patient carries the roster, and the channel follows at once).
@@ -489,6 +521,8 @@ class SignallingServer:
         )
         if entrant.role is SeatRole.CLINICIAN:
             self._emit_soon("lobby", self._lobby_view(code, live.state), connection.sid)
+        if not waiting:
+            self._emit_activity_soon(pid, live.state, connection.sid)
         return acks.ok(
             m.JoinResult(
                 participant_id=pid,
@@ -514,6 +548,9 @@ class SignallingServer:
             return ForceMedia(target, pid, request.audio_off, request.video_off)
         if isinstance(request, m.MuteAllRequest):
             return MuteAll(pid)
+        activity = _activity_command(event, request, pid)
+        if activity is not None:
+            return activity
         if isinstance(request, m.ParticipantRequest):
             target = ParticipantId(request.participant_id)
             if event == "move_to_lobby":
@@ -678,6 +715,8 @@ class SignallingServer:
                 await self._moved_to_lobby(code, event.participant_id)
             elif isinstance(event, MomentChanged):
                 await self._tell(event.participant_id, "moment", m.MomentEvent(needed=event.needed))
+            elif isinstance(event, PairsMessaged):
+                await self._message_pairs(state, event)
             elif isinstance(event, ParticipantLeft):
                 if event.reason is not LeaveReason.SEAT_MOVED:  # the new device's, now
                     self._forget_check_in(code, event.participant_id)
@@ -687,8 +726,27 @@ class SignallingServer:
         if not all(isinstance(event, MomentChanged) for event in events):
             roster = m.RosterEvent(participants=participant_views(state))
             await self.sio.emit("roster", roster.model_dump(mode="json"), to=channel(code))
+            await self._send_activity(state)
         lobby = self._lobby_view(code, state)
         await self.sio.emit("lobby", lobby.model_dump(mode="json"), to=clinician_channel(code))
+
+    async def _send_activity(self, state: RoomState) -> None:
+        """Each participant's place and countdown (and the clinicians' overview)."""
+        for pid, view in activity_views(state, self._clock.now()).items():
+            await self._tell(pid, "activity", view)
+
+    def _emit_activity_soon(self, pid: ParticipantId, state: RoomState, sid: ConnectionId) -> None:
+        view = activity_views(state, self._clock.now()).get(pid)
+        if view is not None:
+            self._emit_soon("activity", view, sid)
+
+    async def _message_pairs(self, state: RoomState, event: PairsMessaged) -> None:
+        sender = state.find(event.by)
+        message = m.PairsMessageEvent(
+            text=event.text, from_name="" if sender is None else sender.display_name
+        )
+        for pid in pairs_audience(state):
+            await self._tell(pid, "pairs_message", message)
 
     async def _admitted(self, code: RoomCode, pid: ParticipantId, state: RoomState) -> None:
         sid = self._sid_by_participant.get(pid)
@@ -751,17 +809,30 @@ class SignallingServer:
         event = m.SlotsEvent(slots=[m.SlotAssignment(index=i, participant_id=p) for i, p in slots])
         self._emit_soon("slots", event, sid)
 
+    async def _drop_transport(self, sid: ConnectionId) -> None:
+        # An engine.io close without a socket.io disconnect: the client sees a transport
+        # close (not "io server disconnect"), so socket.io's reconnection applies.
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:
+            await self.sio.eio.disconnect(eio_sid)
+
     def _emit_soon(self, name: str, event: BaseModel, sid: ConnectionId) -> None:
         # Called from synchronous media callbacks: schedule the emit. Emits to one sid are
         # queued in order by the engine, so ordering between two slot updates is kept.
         self._tasks.spawn(self.sio.emit(name, event.model_dump(mode="json"), to=sid), "emit")
 
-    async def close(self) -> None:
-        """Tell every client the server is going away, then disconnect them. Idempotent."""
+    async def close(self, *, restarting: bool = False) -> None:
+        """Disconnect every client. Idempotent. ``restarting``: the sessions resume in
+        the next process, so the connections are dropped as by the network (clients
+        reconnect by themselves and take their seats back); otherwise each client is
+        told the server is going away."""
         if self._closed:
             return
         self._closed = True
         for sid in list(self._connections):
+            if restarting:
+                await self._drop_transport(sid)
+                continue
             closed = m.ClosedEvent(reason="server_shutdown", message="The server is restarting.")
             await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
             await self.sio.disconnect(sid)

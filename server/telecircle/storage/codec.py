@@ -23,6 +23,10 @@ from telecircle.domain.events import (
     MediaForced,
     MomentChanged,
     MovedToLobby,
+    PairsEnded,
+    PairsMessaged,
+    PairsStarted,
+    PairVisited,
     ParticipantAdmitted,
     ParticipantAway,
     ParticipantBack,
@@ -31,10 +35,16 @@ from telecircle.domain.events import (
     ParticipantKnocked,
     ParticipantLeft,
     ParticipantRemoved,
+    SegmentEnded,
+    SegmentQueued,
+    SegmentStarted,
     SessionEnded,
     SessionLocked,
+    TimerExtended,
+    TimerWarned,
 )
 from telecircle.domain.ids import ParticipantId
+from telecircle.domain.model import OthersDuringSegment
 
 
 def to_utc(seconds: float) -> datetime:
@@ -52,8 +62,9 @@ def from_utc(moment: datetime) -> float:
 def encode_payload(event: Event) -> str:
     """The event's fields except ``at`` as compact JSON with sorted keys."""
     fields: dict[str, Any] = {}
+    unstored: tuple[str, ...] = getattr(type(event), "unstored", ())
     for field in dataclasses.fields(event):
-        if field.name == "at":
+        if field.name == "at" or field.name in unstored:
             continue
         value = getattr(event, field.name)
         fields[field.name] = value.value if isinstance(value, enum.Enum) else value
@@ -76,6 +87,9 @@ def decode_event(kind: str, at: float, payload: Mapping[str, Any]) -> Event:
         return SessionLocked(bool(payload["locked"]), ParticipantId(str(payload["by"])), at)
     if kind == SessionEnded.kind:
         return SessionEnded(ParticipantId(str(payload["by"])), at)
+    activity = _decode_activity(kind, at, payload)
+    if activity is not None:
+        return activity
     participant_id = ParticipantId(str(payload["participant_id"]))
     if kind == ParticipantJoined.kind:
         return ParticipantJoined(participant_id, str(payload["display_name"]), at)
@@ -112,3 +126,46 @@ def decode_event(kind: str, at: float, payload: Mapping[str, Any]) -> Event:
     if kind == ParticipantBack.kind:
         return ParticipantBack(participant_id, at)
     raise ValueError(f"unknown event kind {kind!r}")
+
+
+def _decode_activity(kind: str, at: float, payload: Mapping[str, Any]) -> Event | None:
+    """The breakout and segment events (None for any other kind)."""
+    if kind == PairsStarted.kind:
+        groups = tuple(
+            tuple(ParticipantId(str(member)) for member in group) for group in payload["groups"]
+        )
+        return PairsStarted(_pid(payload["by"]), groups, float(payload["ends_at"]), at)
+    if kind == PairVisited.kind:
+        group = payload["group"]
+        return PairVisited(_pid(payload["by"]), None if group is None else int(group), at)
+    if kind == PairsMessaged.kind:
+        return PairsMessaged(_pid(payload["by"]), "", at)  # the text is never stored
+    if kind == PairsEnded.kind:
+        return PairsEnded(_optional_pid(payload["by"]), at)
+    if kind == SegmentStarted.kind:
+        return SegmentStarted(
+            _pid(payload["by"]),
+            _pid(payload["participant_id"]),
+            float(payload["ends_at"]),
+            OthersDuringSegment(payload["others"]),
+            at,
+        )
+    if kind == SegmentQueued.kind:
+        return SegmentQueued(_pid(payload["by"]), _pid(payload["participant_id"]), at)
+    if kind == SegmentEnded.kind:
+        return SegmentEnded(_pid(payload["participant_id"]), _optional_pid(payload["by"]), at)
+    if kind == TimerExtended.kind:
+        return TimerExtended(
+            str(payload["activity"]), _pid(payload["by"]), float(payload["ends_at"]), at
+        )
+    if kind == TimerWarned.kind:
+        return TimerWarned(str(payload["activity"]), float(payload["ends_at"]), at)
+    return None
+
+
+def _pid(value: Any) -> ParticipantId:
+    return ParticipantId(str(value))
+
+
+def _optional_pid(value: Any) -> ParticipantId | None:
+    return None if value is None else ParticipantId(str(value))

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -55,6 +55,7 @@ from telecircle.storage.tables import (
     ParticipantRow,
     RoomRow,
     SessionRow,
+    SessionSnapshotRow,
 )
 
 SessionStatus = Literal["open", "ended"]
@@ -278,8 +279,11 @@ async def end_session(
         )
 
 
-async def end_open_sessions(db: Database, now: float) -> list[SessionId]:
-    """End every open session, as after a crash: call once at startup, before serving.
+async def end_open_sessions(
+    db: Database, now: float, keep: Collection[SessionId] = ()
+) -> list[SessionId]:
+    """End every open session except ``keep`` (those resumed), as after a crash: call
+    once at startup, before serving.
 
     Each participant still present is recorded as leaving at ``now`` with reason
     ``server_shutdown``. Returns the ids of the sessions it ended.
@@ -293,7 +297,7 @@ async def end_open_sessions(db: Database, now: float) -> list[SessionId]:
                 .with_for_update()
             )
         ).scalars()
-        ended = [SessionId(session_id) for session_id in ids]
+        ended = [SessionId(session_id) for session_id in ids if session_id not in keep]
         for session_id in ended:
             await _close_session(conn, session_id, now, LeaveReason.SERVER_SHUTDOWN)
         return ended
@@ -303,7 +307,10 @@ async def end_open_sessions(db: Database, now: float) -> list[SessionId]:
 
 
 async def record_events(
-    db: Database, session_id: SessionId, events: Sequence[Event]
+    db: Database,
+    session_id: SessionId,
+    events: Sequence[Event],
+    snapshot: Snapshot | None = None,
 ) -> list[StoredEvent]:
     """Append ``events`` to the session's timeline and update attendance, atomically.
 
@@ -312,6 +319,9 @@ async def record_events(
     closes the open interval; MediaChanged, ParticipantAway and ParticipantBack are
     recorded only (an away period is part of the seat's interval; the timeline has it).
     Durable when it returns, so the caller may then send the events out. Returns what was stored.
+
+    With ``snapshot``, the session's live state after these events is saved in the same
+    transaction (see :func:`save_snapshot`).
 
     Raises :class:`SessionNotFound`, :class:`SessionNotOpen`, or
     :class:`InconsistentEvents` (a join while already present, a leave while absent,
@@ -325,7 +335,85 @@ async def record_events(
             raise SessionNotFound(f"no session {session_id}")
         if row.status != SESSION_OPEN:
             raise SessionNotOpen(f"session {session_id} has ended")
-        return await _append(conn, session_id, events)
+        stored = await _append(conn, session_id, events)
+        if snapshot is not None:
+            await _put_snapshot(conn, session_id, snapshot)
+        return stored
+
+
+# ------------------------------------------------------------------------- snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An open session's live state as JSON (``body``), as of ``saved_at``."""
+
+    body: str
+    saved_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResumableSession:
+    session_id: SessionId
+    room_id: RoomId
+    snapshot: Snapshot
+
+
+async def save_snapshot(db: Database, session_id: SessionId, snapshot: Snapshot) -> bool:
+    """Save (replace) the open session's snapshot; False if the session is not open."""
+    async with db.write() as conn:
+        row = await _lock_session(conn, session_id)
+        if row is None or row.status != SESSION_OPEN:
+            return False
+        await _put_snapshot(conn, session_id, snapshot)
+        return True
+
+
+async def touch_snapshots(db: Database, session_ids: Sequence[SessionId], saved_at: float) -> None:
+    """Mark these sessions' snapshots as still current at ``saved_at`` (a heartbeat:
+    after a crash, the time since the last one is not counted against their timers)."""
+    if not session_ids:
+        return
+    async with db.write() as conn:
+        await conn.execute(
+            update(SessionSnapshotRow)
+            .where(SessionSnapshotRow.session_id.in_(list(session_ids)))
+            .values(saved_at=to_utc(saved_at))
+        )
+
+
+async def resumable_sessions(db: Database) -> list[ResumableSession]:
+    """Open sessions that have a snapshot, oldest first."""
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(
+                SessionRow.id,
+                SessionRow.room_id,
+                SessionSnapshotRow.body,
+                SessionSnapshotRow.saved_at,
+            )
+            .join(SessionSnapshotRow, SessionSnapshotRow.session_id == SessionRow.id)
+            .where(SessionRow.status == SESSION_OPEN)
+            .order_by(SessionRow.started_at, SessionRow.id)
+        )
+        return [
+            ResumableSession(
+                SessionId(r.id), RoomId(r.room_id), Snapshot(r.body, from_utc(r.saved_at))
+            )
+            for r in rows
+        ]
+
+
+async def _put_snapshot(conn: AsyncConnection, session_id: SessionId, snapshot: Snapshot) -> None:
+    # The caller holds the session's row lock, so update-then-insert cannot race.
+    values = {"body": snapshot.body, "saved_at": to_utc(snapshot.saved_at)}
+    result = await conn.execute(
+        update(SessionSnapshotRow)
+        .where(SessionSnapshotRow.session_id == session_id)
+        .values(**values)
+    )
+    if result.rowcount == 0:
+        await conn.execute(insert(SessionSnapshotRow).values(session_id=session_id, **values))
 
 
 async def load_timeline(db: Database, session_id: SessionId) -> list[StoredEvent]:
@@ -533,6 +621,9 @@ async def _close_session(
     leaves = [ParticipantLeft(ParticipantId(pid), reason, now) for pid in present]
     if leaves:
         await _append(conn, session_id, leaves)
+    await conn.execute(
+        delete(SessionSnapshotRow).where(SessionSnapshotRow.session_id == session_id)
+    )
     await conn.execute(
         update(SessionRow)
         .where(SessionRow.id == session_id)

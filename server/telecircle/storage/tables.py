@@ -160,6 +160,19 @@ class AttendanceRow(Base):
     leave_reason: Mapped[str | None] = mapped_column(String(32))
 
 
+class SessionSnapshotRow(Base):
+    """The live state of an open session (seats, places, timers), kept so that a
+    restarted server resumes the session where it was; removed when the session ends.
+    ``saved_at`` is refreshed while the session lives (the time a crash is counted from).
+    """
+
+    __tablename__ = "session_snapshots"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    saved_at: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text)
+
+
 class EventRow(Base):
     """One entry of a session's timeline; ``seq`` counts 1, 2, 3… within the session."""
 

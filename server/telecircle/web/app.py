@@ -34,6 +34,7 @@ from telecircle.services.invites import InviteService
 from telecircle.services.organisation import Organisation
 from telecircle.services.ports import MediaRouting
 from telecircle.services.ratelimit import AttemptLimiter
+from telecircle.services.resume import ResumePolicy
 from telecircle.services.rooms import RoomService
 from telecircle.services.watchdog import LoopWatchdog
 from telecircle.signalling.server import SignallingServer
@@ -178,6 +179,8 @@ async def _start(app: web.Application) -> None:
         limit_of,
         settings.reconnect_grace,
         settings.lobby_limit,
+        settings.timer_limits(),
+        ResumePolicy(settings.resume_after_restart, settings.resume_window),
     )
     app[ROOMS] = rooms
     entry = EntryPolicy(database, accounts, invites, app[CHECKINS])
@@ -220,7 +223,7 @@ async def _stop_clients(app: web.Application) -> None:
         except TimeoutError:
             log.error("rooms did not close within the shutdown timeout")
     if SIGNALLING in app:
-        await app[SIGNALLING].close()
+        await app[SIGNALLING].close(restarting=app[SETTINGS].resume_after_restart)
 
 
 async def _stop_services(app: web.Application) -> None:
