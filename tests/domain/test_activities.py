@@ -368,3 +368,28 @@ def test_the_session_ending_clears_everything_quietly() -> None:
     assert state.breakout is None and state.segment is None
     assert not any(isinstance(e, PairsEnded | PairsStarted) for e in events)
     assert replace(state) == state
+
+
+# ---- screen share -----------------------------------------------------------------------
+
+
+def test_a_clinician_shares_their_screen_with_their_place_one_at_a_time() -> None:
+    from telecircle.domain.commands import ShareScreen
+    from telecircle.domain.events import ScreenShared
+
+    state = session(ANN, BO, co=True)
+    assert hears(state, DOC, TrackKind.SCREEN) == set()
+    state, events = decide(state, ShareScreen(DOC, True), 1.0)
+    assert events == [ScreenShared(DOC, True, 1.0)]
+    assert hears(state, DOC, TrackKind.SCREEN) == {"co", "ann", "bo"}
+    with pytest.raises(ActivityConflict, match="Doc is sharing"):
+        decide(state, ShareScreen(CO, True), 2.0)
+    with pytest.raises(NotAllowed):
+        decide(state, ShareScreen(ANN, True), 2.0)
+    # In pair work the screen reaches only the sharer's own place.
+    state, _ = decide(state, StartPairs(DOC, 600.0, ((ANN, BO),)), 3.0)
+    assert hears(state, DOC, TrackKind.SCREEN) == {"co"}
+    state, _ = decide(state, ShareScreen(DOC, False), 4.0)
+    assert hears(state, DOC, TrackKind.SCREEN) == set()
+    state, events = decide(state, ShareScreen(CO, True), 5.0)
+    assert events == [ScreenShared(CO, True, 5.0)]

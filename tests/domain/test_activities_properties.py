@@ -24,6 +24,7 @@ from telecircle.domain.commands import (
     MessagePairs,
     NextSegment,
     QueueSegment,
+    ShareScreen,
     StartPairs,
     StartSegment,
     TimersDue,
@@ -163,6 +164,15 @@ class ActivitiesMachine(ControlsMachine):
     @rule(data=st.data())
     def end_segment(self, data: st.DataObject) -> None:
         self.apply(EndSegment(self.sender(data)))
+
+    @rule(data=st.data(), on=st.booleans())
+    def share_screen(self, data: st.DataObject, on: bool) -> None:
+        sharer = self.sender(data)
+        before = self.state
+        self.apply(ShareScreen(sharer, on))
+        if self.state is not before:
+            assert is_clinician(before, sharer), "only clinicians share their screen"
+        assert sum(p.screen_on for p in self.state.participants) <= 1, "one screen at a time"
 
     # ---- time ---------------------------------------------------------------------------
 

@@ -286,8 +286,10 @@ class ControlsMachine(RoomMachine):
             assert members <= in_plenary, "the audience never includes the lobby"
             if track.kind is TrackKind.AUDIO:
                 off = owner.audio_forced_off or not owner.audio_on
-            else:
+            elif track.kind is TrackKind.VIDEO:
                 off = owner.video_forced_off or not owner.video_on
+            else:
+                off = not owner.screen_on
             if off:
                 assert members == frozenset(), "a track forced or switched off reaches nobody"
 

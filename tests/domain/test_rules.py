@@ -429,7 +429,11 @@ class RoomMachine(RuleBasedStateMachine):
             assert not members & waiting, "the audience never includes the lobby"
             if owner.place is Place.LOBBY:
                 assert members == frozenset(), "nobody receives someone waiting"
-            enabled = owner.audio_on if track.kind is TrackKind.AUDIO else owner.video_on
+            enabled = {
+                TrackKind.AUDIO: owner.audio_on,
+                TrackKind.VIDEO: owner.video_on,
+                TrackKind.SCREEN: owner.screen_on,
+            }[track.kind]
             if not enabled:
                 assert members == frozenset(), "a track turned off is forwarded to nobody"
 

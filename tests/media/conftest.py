@@ -40,7 +40,7 @@ def everyone_sees_everyone(pids: list[ParticipantId]) -> dict[TrackRef, frozense
     return {
         TrackRef(owner, kind): frozenset(p for p in pids if p != owner)
         for owner in pids
-        for kind in TrackKind
+        for kind in (TrackKind.AUDIO, TrackKind.VIDEO)
     }
 
 

@@ -169,9 +169,12 @@ class SyntheticPeer:
         self.subscribe_pc: RTCPeerConnection | None = None
         self.video_track: ReplayTrack | None = None
         self.audio_track: ReplayTrack | None = None
+        self.screen_track: ReplayTrack | None = None
+        self.screen_mid = ""
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def publish(self, room: MediaRoom) -> None:
+    async def publish(self, room: MediaRoom, screen: EncodedMedia | None = None) -> None:
+        """Publish audio and video (and ``screen``'s video as a shared screen)."""
         pc = new_peer_connection()
         self.publish_pc = pc
         audio = ReplayTrack("audio", self.media.audio)
@@ -180,13 +183,18 @@ class SyntheticPeer:
         pc.addTransceiver(audio, direction="sendonly")
         video_sender: Any = pc.addTransceiver(video, direction="sendonly").sender
         video_sender._send_keyframe = video.request_keyframe  # answer PLI without an encoder
+        if screen is not None:
+            self.screen_track = ReplayTrack("video", screen.video)
+            screen_sender: Any = pc.addTransceiver(self.screen_track, direction="sendonly").sender
+            screen_sender._send_keyframe = self.screen_track.request_keyframe
         await pc.setLocalDescription(await pc.createOffer())
         answer = await room.publish(self.pid, pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     async def subscribe(self, room: MediaRoom, slot_count: int) -> None:
-        offer, mids = await room.subscribe(self.pid, slot_count)
+        offer, mids, screen_mid = await room.subscribe(self.pid, slot_count)
         self.slot_mids = {m.index: (m.audio_mid, m.video_mid) for m in mids}
+        self.screen_mid = screen_mid
         pc = new_peer_connection()
         self.subscribe_pc = pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))

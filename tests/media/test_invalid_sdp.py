@@ -71,8 +71,9 @@ async def test_invalid_publish_offer_is_refused(sfu: Sfu, room: MediaRoom, case:
 async def test_invalid_subscribe_answer_closes_the_offer(
     sfu: Sfu, room: MediaRoom, media_library: list[EncodedMedia]
 ) -> None:
-    _, mids = await room.subscribe(PID, slot_count=2)
+    _, mids, screen_mid = await room.subscribe(PID, slot_count=2)
     assert [(m.index, m.audio_mid, m.video_mid) for m in mids] == [(0, "0", "1"), (1, "2", "3")]
+    assert screen_mid == "4"
     assert sfu.counts().peer_connections == 1
     with pytest.raises(MediaError) as caught:
         await room.accept_subscribe_answer(PID, "v=0\r\nnonsense")

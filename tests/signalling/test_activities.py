@@ -186,3 +186,22 @@ async def test_patients_cannot_run_pairs_or_segments(g: Group) -> None:
         ack = await g.patients[0].call(event, payload)
         assert ack["error"]["code"] == "not_allowed", (event, ack)
     assert place(g.patients[0])["spot"] == "plenary"
+
+
+async def test_a_clinician_shares_their_screen(g: Group) -> None:
+    subscribed = await g.patients[0].call("subscribe", {})
+    assert subscribed["ok"] and subscribed["data"]["screen_mid"], subscribed
+    assert (await g.therapist.call("share_screen", {"on": True}))["ok"]
+
+    def sharing(client: Client) -> bool:
+        roster = client.last("roster")
+        return roster is not None and any(
+            p["screen_on"] and p["id"] == g.therapist_id for p in roster["participants"]
+        )
+
+    for patient in g.patients:
+        await patient.wait_for(lambda p=patient: sharing(p))  # type: ignore[misc]
+    refused = await g.patients[0].call("share_screen", {"on": True})
+    assert refused["error"]["code"] == "not_allowed"
+    assert (await g.therapist.call("share_screen", {"on": False}))["ok"]
+    await g.patients[0].wait_for(lambda: not sharing(g.patients[0]))

@@ -35,6 +35,8 @@ def _audience(
         return frozenset()
     if track.kind is TrackKind.VIDEO and (not owner.video_on or owner.video_forced_off):
         return frozenset()
+    if track.kind is TrackKind.SCREEN and not owner.screen_on:
+        return frozenset()
     return frozenset(
         p.id for p in state.participants if p.id != owner.id and where[p.id].media_group == group
     )

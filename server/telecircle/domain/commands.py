@@ -172,6 +172,14 @@ class EndSession:
 
 
 @dataclass(frozen=True, slots=True)
+class ShareScreen:
+    """A clinician starts or stops sharing their screen."""
+
+    participant_id: ParticipantId
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StartPairs:
     """A clinician starts pair work for ``duration`` seconds with these groups (pairs,
     or a trio for an odd number); patients in no group stay in the plenary."""
@@ -273,6 +281,7 @@ ControlCommand = (
     | Remove
     | Lock
     | EndSession
+    | ShareScreen
     | ActivityCommand
 )
 

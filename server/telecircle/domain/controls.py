@@ -22,8 +22,9 @@ from telecircle.domain.commands import (
     NeedMoment,
     RaiseHand,
     Remove,
+    ShareScreen,
 )
-from telecircle.domain.errors import InvalidCommand, NotAllowed
+from telecircle.domain.errors import ActivityConflict, InvalidCommand, NotAllowed
 from telecircle.domain.events import (
     Event,
     HandChanged,
@@ -32,6 +33,7 @@ from telecircle.domain.events import (
     MovedToLobby,
     ParticipantLeft,
     ParticipantRemoved,
+    ScreenShared,
     SessionEnded,
     SessionLocked,
 )
@@ -57,6 +59,8 @@ def decide_control(state: RoomState, command: ControlCommand, now: float) -> Dec
         return _lock(state, command, now)
     if isinstance(command, EndSession):
         return _end_session(state, command, now)
+    if isinstance(command, ShareScreen):
+        return _share_screen(state, command, now)
     return decide_activity(state, command, now)
 
 
@@ -167,6 +171,20 @@ def _remove(state: RoomState, command: Remove, now: float) -> Decision:
         ParticipantRemoved(target.id, command.by, now),
         ParticipantLeft(target.id, LeaveReason.REMOVED, now),
     ]
+
+
+def _share_screen(state: RoomState, command: ShareScreen, now: float) -> Decision:
+    """Clinicians share their screen with whoever is in their place; one at a time, so
+    that everyone knows whose screen is shown large."""
+    sharer = seats.clinician(state, command.participant_id)
+    if sharer.screen_on == command.on:
+        return state, []
+    if command.on:
+        other = next((p for p in state.participants if p.screen_on), None)
+        if other is not None:
+            raise ActivityConflict(f"{other.display_name} is sharing their screen already.")
+    updated = replace(sharer, screen_on=command.on)
+    return seats.update(state, updated), [ScreenShared(sharer.id, command.on, now)]
 
 
 def _lock(state: RoomState, command: Lock, now: float) -> Decision:

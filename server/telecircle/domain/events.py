@@ -155,6 +155,15 @@ class SessionEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class ScreenShared:
+    participant_id: ParticipantId
+    on: bool
+    at: float
+
+    kind = "screen_shared"
+
+
+@dataclass(frozen=True, slots=True)
 class PairsStarted:
     by: ParticipantId
     groups: tuple[tuple[ParticipantId, ...], ...]
@@ -281,5 +290,6 @@ Event = (
     | ParticipantRemoved
     | SessionLocked
     | SessionEnded
+    | ScreenShared
     | ActivityEvent
 )

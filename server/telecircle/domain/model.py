@@ -35,6 +35,8 @@ class SeatRole(enum.Enum):
 class TrackKind(enum.Enum):
     AUDIO = "audio"
     VIDEO = "video"
+    # A clinician's shared screen (a second video track of their publish connection).
+    SCREEN = "screen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ class Participant:
     hand_raised_at: float | None = None
     # "I need a moment": seen by the clinicians only.
     needs_moment_since: float | None = None
+    # Sharing their screen (clinicians only; one at a time in a room).
+    screen_on: bool = False
 
     @property
     def away(self) -> bool:

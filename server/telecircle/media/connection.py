@@ -71,5 +71,13 @@ class Connection:
         try:
             async with asyncio.timeout(self._close_timeout):
                 await self.pc.close()
+                # aiortc 1.16: the connect task that setRemoteDescription starts checks
+                # for a closed connection only when it begins; if close() runs while it
+                # is part-way through the transceivers, it can start a sender or
+                # receiver that close() has already stopped (their tasks would run on
+                # for good). Once close() has stopped the transports nothing more can
+                # start, so stopping every transceiver again ends those late ones.
+                for transceiver in self.pc.getTransceivers():
+                    await transceiver.stop()
         except TimeoutError:
             logger.warning("media.pc_close_timeout")

@@ -22,12 +22,37 @@ logger = logging.getLogger(__name__)
 Forward = Callable[["Publisher", TrackKind, RtpPacket, Vp8Info | None], None]
 
 
+class KeyframeSource:
+    """One incoming video stream's keyframe requests: coalesced and rate-limited to one
+    per ``interval`` seconds; a keyframe seen from the publisher satisfies pending ones."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.pending = False
+        self.next_request = 0.0
+        self.receiver: RTCRtpReceiver | None = None
+        self.ssrc: int | None = None
+
+    async def flush(self, now: float) -> None:
+        if now < self.next_request:
+            return
+        receiver, ssrc = self.receiver, self.ssrc
+        if receiver is None or ssrc is None:
+            return
+        self.pending = False
+        self.next_request = now + self.interval
+        with contextlib.suppress(ConnectionError):
+            await aiortc_tap.send_pli(receiver, ssrc)
+
+
 class Publisher:
-    """Receives one participant's audio and video and hands each packet to ``forward``.
+    """Receives one participant's audio, video and (for clinicians) shared screen, and
+    hands each packet to ``forward``.
 
     ``forward`` is called synchronously for every RTP packet of the negotiated codec, before
-    aiortc's own receive path. Keyframe requests are coalesced and rate-limited to one per
-    ``keyframe_interval`` seconds; a keyframe seen from the publisher satisfies pending ones.
+    aiortc's own receive path. The first audio m-line is the microphone, the first video
+    m-line the camera and the second video m-line the shared screen; others are ignored.
+    Keyframe requests are kept per video stream (see KeyframeSource).
     """
 
     def __init__(
@@ -39,14 +64,12 @@ class Publisher:
     ) -> None:
         self.pid = pid
         self.connection = connection
-        self.audio_ref = TrackRef(pid, TrackKind.AUDIO)
-        self.video_ref = TrackRef(pid, TrackKind.VIDEO)
+        self.refs = {kind: TrackRef(pid, kind) for kind in TrackKind}
         self._forward = forward
-        self._keyframe_interval = keyframe_interval
-        self._keyframe_pending = False
-        self._next_keyframe_request = 0.0
-        self._video_receiver: RTCRtpReceiver | None = None
-        self._video_ssrc: int | None = None
+        self._keyframes = {
+            TrackKind.VIDEO: KeyframeSource(keyframe_interval),
+            TrackKind.SCREEN: KeyframeSource(keyframe_interval),
+        }
         self._loop = asyncio.get_running_loop()
         self._failed_once = False
 
@@ -59,20 +82,20 @@ class Publisher:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         # setRemoteDescription created the receivers and scheduled (not yet run) the task
         # that starts them: the decoder is replaced before its thread can start.
-        tapped: set[str] = set()
+        free = {"audio": [TrackKind.AUDIO], "video": [TrackKind.VIDEO, TrackKind.SCREEN]}
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
             aiortc_tap.neutralise_decoder(receiver)
-            kind = transceiver.kind
-            if kind in tapped or not transceiver._codecs:
-                continue  # only the first m-line of each kind is forwarded
-            tapped.add(kind)
+            unused = free.get(transceiver.kind, [])
+            if not unused or not transceiver._codecs:
+                continue  # m-lines past the known ones are not forwarded
+            track_kind = unused.pop(0)
             payload_type = int(transceiver._codecs[0].payloadType or 0)
-            if kind == "video":
-                self._video_receiver = receiver
-                aiortc_tap.tap_rtp(receiver, self._video_tap(payload_type))
-            else:
+            if track_kind is TrackKind.AUDIO:
                 aiortc_tap.tap_rtp(receiver, self._audio_tap(payload_type))
+            else:
+                self._keyframes[track_kind].receiver = receiver
+                aiortc_tap.tap_rtp(receiver, self._video_tap(track_kind, payload_type))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         return str(pc.localDescription.sdp)
@@ -81,22 +104,22 @@ class Publisher:
         async def tap(packet: RtpPacket) -> None:
             if packet.payload_type == payload_type:
                 self._safe_forward(TrackKind.AUDIO, packet, None)
-            if self._keyframe_pending:
-                await self._flush_keyframe_request()
+            await self._flush_keyframe_requests()
 
         return tap
 
-    def _video_tap(self, payload_type: int) -> aiortc_tap.PacketSink:
+    def _video_tap(self, kind: TrackKind, payload_type: int) -> aiortc_tap.PacketSink:
+        keyframes = self._keyframes[kind]
+
         async def tap(packet: RtpPacket) -> None:
             if packet.payload_type == payload_type:
-                self._video_ssrc = packet.ssrc
+                keyframes.ssrc = packet.ssrc
                 info = parse_vp8(packet.payload)
                 if info is not None:
                     if info.keyframe:
-                        self._keyframe_pending = False
-                    self._safe_forward(TrackKind.VIDEO, packet, info)
-            if self._keyframe_pending:
-                await self._flush_keyframe_request()
+                        keyframes.pending = False
+                    self._safe_forward(kind, packet, info)
+            await self._flush_keyframe_requests()
 
         return tap
 
@@ -109,18 +132,14 @@ class Publisher:
                 self._failed_once = True
                 logger.exception("media.forward_failed publisher=%s", self.pid)
 
-    def request_keyframe(self) -> None:
-        """Ask for a keyframe soon (sent from the receive path, rate-limited)."""
-        self._keyframe_pending = True
+    def request_keyframe(self, kind: TrackKind = TrackKind.VIDEO) -> None:
+        """Ask for a keyframe of the camera (or the screen) soon (sent from the receive
+        path, rate-limited)."""
+        source = self._keyframes.get(kind)
+        if source is not None:
+            source.pending = True
 
-    async def _flush_keyframe_request(self) -> None:
-        now = self._loop.time()
-        if now < self._next_keyframe_request:
-            return
-        receiver, ssrc = self._video_receiver, self._video_ssrc
-        if receiver is None or ssrc is None:
-            return
-        self._keyframe_pending = False
-        self._next_keyframe_request = now + self._keyframe_interval
-        with contextlib.suppress(ConnectionError):
-            await aiortc_tap.send_pli(receiver, ssrc)
+    async def _flush_keyframe_requests(self) -> None:
+        for source in self._keyframes.values():
+            if source.pending:
+                await source.flush(self._loop.time())

@@ -120,7 +120,7 @@ class MediaRoom:
         # The hot path: one dict lookup for the audience, one per audience member.
         if self._publishers.get(publisher.pid) is not publisher:
             return  # a replaced connection still delivering its last packets
-        ref = publisher.video_ref if kind is TrackKind.VIDEO else publisher.audio_ref
+        ref = publisher.refs[kind]
         audience = self._audiences.get(ref)
         if not audience:
             return
@@ -132,7 +132,9 @@ class MediaRoom:
 
     # ---- subscribing ------------------------------------------------------------------
 
-    async def subscribe(self, pid: ParticipantId, slot_count: int) -> tuple[str, list[ReceiveSlot]]:
+    async def subscribe(
+        self, pid: ParticipantId, slot_count: int
+    ) -> tuple[str, list[ReceiveSlot], str]:
         """Offer pid a subscribe connection with ``slot_count`` slots; replaces the old one.
 
         Raises MediaError ``invalid_request`` (slot count out of range), ``invalid_sdp``,
@@ -153,13 +155,14 @@ class MediaRoom:
         )
         offer = await self._negotiate(connection, subscriber.negotiate())
         mids = [ReceiveSlot(index=i, audio_mid=a, video_mid=v) for i, a, v in subscriber.mids()]
+        screen_mid = subscriber.screen_mid()
         old = self._subscribers.get(pid)
         self._subscribers[pid] = subscriber
         subscriber.start()
         self._route(subscriber)
         if old is not None:
             await self._close_subscriber(old)
-        return offer, mids
+        return offer, mids, screen_mid
 
     async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None:
         """Apply the client's answer; on a bad answer the subscribe connection is closed.
@@ -173,7 +176,7 @@ class MediaRoom:
         if subscriber is None or subscriber.reported:
             raise MediaError("not_subscribed", "There is no subscribe offer waiting for an answer.")
         try:
-            check_subscribe_answer(answer_sdp, 2 * len(subscriber.slots))
+            check_subscribe_answer(answer_sdp, 2 * len(subscriber.slots) + 1)
             await self._negotiate(subscriber.connection, subscriber.accept_answer(answer_sdp))
         except MediaError:
             if self._subscribers.get(pid) is subscriber:
@@ -214,13 +217,21 @@ class MediaRoom:
                 audio = pid in self._audiences.get(TrackRef(owner, TrackKind.AUDIO), EMPTY)
                 video = pid in self._audiences.get(TrackRef(owner, TrackKind.VIDEO), EMPTY)
             subscriber.assign(index, owner, audio, video)
+        # The screen a subscriber may see (one sharer at a time; the lowest id if ever
+        # more than one reached this subscriber).
+        sharers = sorted(
+            ref.owner
+            for ref, members in self._audiences.items()
+            if ref.kind is TrackKind.SCREEN and pid in members
+        )
+        subscriber.assign_screen(sharers[0] if sharers else None)
         if changed and subscriber.reported:
             self._on_slots(pid, subscriber.table.assignments())
 
-    def _request_keyframe(self, publisher: ParticipantId) -> None:
+    def _request_keyframe(self, publisher: ParticipantId, kind: TrackKind) -> None:
         target = self._publishers.get(publisher)
         if target is not None:
-            target.request_keyframe()
+            target.request_keyframe(kind)
 
     # ---- lifecycle --------------------------------------------------------------------
 

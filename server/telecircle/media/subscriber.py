@@ -31,29 +31,32 @@ QueueItem = tuple["TrackSlot", TrackRef, RtpPacket, Vp8Info | None]
 
 
 class TrackSlot:
-    """One sendonly transceiver of a slot: what feeds it and how its stream is rewritten."""
+    """One sendonly transceiver of a slot: what feeds it and how its stream is rewritten.
+    ``kind`` is the kind of track it carries (a screen is carried as video)."""
 
     def __init__(self, kind: TrackKind, index: int, history_size: int) -> None:
         self.kind = kind
+        self.is_video = kind is not TrackKind.AUDIO
         self.index = index
         self.tap: aiortc_tap.SlotSenderTap | None = None
         self.publisher: ParticipantId | None = None
         self.active = False
-        self.waiting_keyframe = kind is TrackKind.VIDEO
-        self.rewriter = StreamRewriter(VIDEO_CLOCK if kind is TrackKind.VIDEO else AUDIO_CLOCK)
+        self.waiting_keyframe = self.is_video
+        self.rewriter = StreamRewriter(VIDEO_CLOCK if self.is_video else AUDIO_CLOCK)
         self.pictures = PictureIdRewriter()
         self.history: list[tuple[int, bytes] | None] = [None] * history_size
 
     def resync(self, *, same_source: bool = False) -> None:
         """Restart from the next packet (audio) or the next keyframe (video)."""
         self.rewriter.rebase(keep_timestamps=same_source)
-        if self.kind is TrackKind.VIDEO:
+        if self.is_video:
             self.waiting_keyframe = True
             self.pictures.rebase()
 
 
 class Subscriber:
-    """Sends the media of up to ``slot_count`` publishers to one participant.
+    """Sends the media of up to ``slot_count`` publishers to one participant, and the
+    one shared screen the participant may see (on its own m-line, after the slots).
 
     Packets are queued by :meth:`offer` (synchronous, from publishers' receive paths)
     into one bounded queue and sent by one drain task owned by this object. A full queue
@@ -69,7 +72,7 @@ class Subscriber:
         queue_capacity: int,
         history_size: int,
         audiences: Callable[[], Audiences],
-        request_keyframe: Callable[[ParticipantId], None],
+        request_keyframe: Callable[[ParticipantId, TrackKind], None],
     ) -> None:
         self.pid = pid
         self.connection = connection
@@ -82,6 +85,7 @@ class Subscriber:
             )
             for i in range(slot_count)
         ]
+        self.screen = TrackSlot(TrackKind.SCREEN, slot_count, history_size)
         self._capacity = queue_capacity
         self._queue: collections.deque[QueueItem] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -99,20 +103,22 @@ class Subscriber:
     async def negotiate(self) -> str:
         """Create the slots' transceivers and return the offer SDP."""
         pc = self.connection.pc
-        for audio, video in self.slots:
-            for track_slot in (audio, video):
-                kind = track_slot.kind.value
-                transceiver = pc.addTransceiver(aiortc_tap.SilentTrack(kind), direction="sendonly")
-                transceiver.setCodecPreferences(codec_preferences(kind))
-                track_slot.tap = aiortc_tap.SlotSenderTap(
-                    transceiver.sender,
-                    on_started=self._started_callback(track_slot),
-                    on_nack=self._nack_callback(track_slot),
-                    on_keyframe_request=self._pli_callback(track_slot),
-                )
+        for track_slot in [*(s for pair in self.slots for s in pair), self.screen]:
+            kind = "video" if track_slot.is_video else "audio"
+            transceiver = pc.addTransceiver(aiortc_tap.SilentTrack(kind), direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(kind))
+            track_slot.tap = aiortc_tap.SlotSenderTap(
+                transceiver.sender,
+                on_started=self._started_callback(track_slot),
+                on_nack=self._nack_callback(track_slot),
+                on_keyframe_request=self._pli_callback(track_slot),
+            )
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
         return str(pc.localDescription.sdp)
+
+    def screen_mid(self) -> str:
+        return str(self.connection.pc.getTransceivers()[2 * len(self.slots)].mid)
 
     def mids(self) -> list[tuple[int, str, str]]:
         """(index, audio mid, video mid) per slot, from the negotiated transceivers."""
@@ -162,11 +168,24 @@ class Subscriber:
                 # at most about once a second, so an early request delays the picture.
                 # Slots that are not ready yet ask when their sender starts.
                 ready = track_slot.tap is not None and track_slot.tap.ready
-                if ready and active and track_slot.kind is TrackKind.VIDEO and publisher:
-                    self._request_keyframe(publisher)
+                if ready and active and track_slot.is_video and publisher:
+                    self._request_keyframe(publisher, track_slot.kind)
+
+    def assign_screen(self, publisher: ParticipantId | None) -> None:
+        """Set whose shared screen this subscriber receives (None: nobody's)."""
+        screen = self.screen
+        if screen.publisher == publisher:
+            return
+        screen.publisher = publisher
+        screen.active = publisher is not None
+        screen.resync()
+        if publisher is not None and screen.tap is not None and screen.tap.ready:
+            self._request_keyframe(publisher, TrackKind.SCREEN)
 
     def publisher_restarted(self, publisher: ParticipantId) -> None:
         """The publisher has a new connection: new SSRC and numbering, so start over."""
+        if self.screen.publisher == publisher:
+            self.screen.resync()
         index = self.table.index_of(publisher)
         if index is None:
             return
@@ -177,10 +196,15 @@ class Subscriber:
         self, publisher: ParticipantId, ref: TrackRef, packet: RtpPacket, info: Vp8Info | None
     ) -> None:
         """Queue a packet of ``publisher`` for this subscriber, or drop it. Never blocks."""
-        index = self.table.index_of(publisher)
-        if index is None:
-            return
-        track_slot = self.slots[index][1 if info is not None else 0]
+        if ref.kind is TrackKind.SCREEN:
+            track_slot = self.screen
+            if track_slot.publisher != publisher:
+                return
+        else:
+            index = self.table.index_of(publisher)
+            if index is None:
+                return
+            track_slot = self.slots[index][1 if info is not None else 0]
         tap = track_slot.tap
         if not track_slot.active or tap is None or not tap.ready:
             return
@@ -189,9 +213,10 @@ class Subscriber:
             if info is not None:
                 if not track_slot.waiting_keyframe:
                     track_slot.resync(same_source=True)
-                    self._request_keyframe(publisher)
+                    self._request_keyframe(publisher, track_slot.kind)
                 elif info.keyframe:
-                    self._request_keyframe(publisher)  # the keyframe we waited for is lost
+                    # The keyframe we waited for is lost.
+                    self._request_keyframe(publisher, track_slot.kind)
             return
         self._queue.append((track_slot, ref, packet, info))
         self._wakeup.set()
@@ -201,8 +226,8 @@ class Subscriber:
     def _started_callback(self, track_slot: TrackSlot) -> Callable[[], None]:
         def started() -> None:
             track_slot.resync()
-            if track_slot.kind is TrackKind.VIDEO and track_slot.publisher is not None:
-                self._request_keyframe(track_slot.publisher)
+            if track_slot.is_video and track_slot.publisher is not None:
+                self._request_keyframe(track_slot.publisher, track_slot.kind)
 
         return started
 
@@ -225,7 +250,7 @@ class Subscriber:
     def _pli_callback(self, track_slot: TrackSlot) -> Callable[[], None]:
         def pli() -> None:
             if track_slot.publisher is not None and track_slot.active:
-                self._request_keyframe(track_slot.publisher)
+                self._request_keyframe(track_slot.publisher, track_slot.kind)
 
         return pli
 
@@ -273,7 +298,7 @@ class Subscriber:
                 if not info.keyframe:
                     # Keep asking (the publisher rate-limits): the first request or its
                     # keyframe may have been lost.
-                    self._request_keyframe(ref.owner)
+                    self._request_keyframe(ref.owner, track_slot.kind)
                     return
                 track_slot.waiting_keyframe = False
             payload = track_slot.pictures.map(payload, info)

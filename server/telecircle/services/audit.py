@@ -72,6 +72,7 @@ class AuditAction(enum.StrEnum):
     REMOVE = "remove"
     LOCK = "lock"
     END_SESSION = "end_session"
+    SHARE_SCREEN = "share_screen"
     START_PAIRS = "start_pairs"
     VISIT_PAIR = "visit_pair"
     MESSAGE_PAIRS = "message_pairs"

@@ -36,7 +36,9 @@ class MediaRouting(Protocol):
 
     async def subscribe(
         self, pid: ParticipantId, slot_count: int
-    ) -> tuple[str, list[ReceiveSlot]]: ...
+    ) -> tuple[str, list[ReceiveSlot], str]:
+        """The offer SDP, its receive slots, and the mid of its shared-screen m-line."""
+        ...
 
     async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None: ...
 

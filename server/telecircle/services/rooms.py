@@ -448,8 +448,11 @@ class RoomService:
             await self._undo_if_gone(live, pid)
             return answer
 
-    async def subscribe(self, code: RoomCode, pid: ParticipantId) -> tuple[str, list[ReceiveSlot]]:
-        """Offer the participant's subscribe connection, one slot per other possible seat."""
+    async def subscribe(
+        self, code: RoomCode, pid: ParticipantId
+    ) -> tuple[str, list[ReceiveSlot], str]:
+        """Offer the participant's subscribe connection, one slot per other possible seat
+        and the screen's m-line (returns the offer, the slots, the screen's mid)."""
         live = self._admitted(code, pid)
         async with live.media_lock(pid):
             self._admitted(code, pid)

@@ -126,6 +126,14 @@ class NeedMomentRequest(Message):
     needed: bool
 
 
+class ShareScreenRequest(Message):
+    """Clinicians: start or stop sharing your screen. Send the screen on the third m-line
+    of your publish connection (a second video, offered from the start) and then this;
+    stop sending it after ``on: false``. One person shares at a time."""
+
+    on: bool
+
+
 class StartPairsRequest(Message):
     """Clinicians: start pair work for ``duration_seconds``. ``groups`` lists the pairs
     (a trio where the number is odd) by participant id; without it, the server makes
@@ -182,6 +190,8 @@ class ParticipantView(Message):
     audio_forced_off: bool
     video_forced_off: bool
     hand_raised: bool
+    # Sharing their screen: it arrives on the subscribe connection's screen m-line.
+    screen_on: bool
 
 
 class SessionPolicy(Message):
@@ -223,6 +233,8 @@ class SlotMids(Message):
 class SubscribeOffer(Message):
     sdp: str
     slots: list[SlotMids]
+    # The m-line that carries a shared screen (from whoever shares it, if you may see it).
+    screen_mid: str
 
 
 class Empty(Message):
@@ -401,6 +413,7 @@ CLIENT_EVENTS: dict[str, type[Message]] = {
     "end_session": EndSessionRequest,
     "raise_hand": RaiseHandRequest,
     "need_moment": NeedMomentRequest,
+    "share_screen": ShareScreenRequest,
     "start_pairs": StartPairsRequest,
     "visit_pair": VisitPairRequest,
     "message_pairs": MessagePairsRequest,
@@ -445,6 +458,7 @@ ACK_DATA: dict[str, type[Message]] = {
     "end_session": Empty,
     "raise_hand": Empty,
     "need_moment": Empty,
+    "share_screen": Empty,
     "start_pairs": Empty,
     "visit_pair": Empty,
     "message_pairs": Empty,

@@ -40,6 +40,7 @@ from telecircle.domain.commands import (
     QueueSegment,
     RaiseHand,
     Remove,
+    ShareScreen,
     StartPairs,
     StartSegment,
     VisitPair,
@@ -90,6 +91,7 @@ EVENT_ACTIONS: dict[str, Action] = {
     "end_session": Action.FACILITATE,
     "raise_hand": Action.USE_OWN_MEDIA,
     "need_moment": Action.USE_OWN_MEDIA,
+    "share_screen": Action.FACILITATE,
     "start_pairs": Action.FACILITATE,
     "visit_pair": Action.FACILITATE,
     "message_pairs": Action.FACILITATE,
@@ -168,8 +170,13 @@ def clinician_channel(code: str) -> str:
     return f"clinicians:{code}"
 
 
-def _activity_command(event: str, request: m.Message, pid: ParticipantId) -> ActivityCommand | None:
-    """The pair-work or segment command a control event asks for (``pid`` sends it)."""
+def _activity_command(
+    event: str, request: m.Message, pid: ParticipantId
+) -> ActivityCommand | ShareScreen | None:
+    """The screen-share, pair-work or segment command a control event asks for (``pid``
+    sends it)."""
+    if isinstance(request, m.ShareScreenRequest):
+        return ShareScreen(pid, request.on)
     if isinstance(request, m.StartPairsRequest):
         # No groups: the room service pairs everyone at random.
         groups = tuple(tuple(ParticipantId(i) for i in group) for group in request.groups or ())
@@ -416,12 +423,12 @@ class SignallingServer:
         if isinstance(request, m.PublishRequest):
             return acks.ok(m.SdpResult(sdp=await rooms.publish(code, pid, request.sdp)))
         if isinstance(request, m.SubscribeRequest):
-            sdp, slots = await rooms.subscribe(code, pid)
+            sdp, slots, screen_mid = await rooms.subscribe(code, pid)
             mids = [
                 m.SlotMids(index=s.index, audio_mid=s.audio_mid, video_mid=s.video_mid)
                 for s in slots
             ]
-            return acks.ok(m.SubscribeOffer(sdp=sdp, slots=mids))
+            return acks.ok(m.SubscribeOffer(sdp=sdp, slots=mids, screen_mid=screen_mid))
         if isinstance(request, m.SubscribeAnswer):
             await rooms.accept_subscribe_answer(code, pid, request.sdp)
             return acks.ok(m.Empty())

@@ -25,6 +25,7 @@ def participant_views(state: RoomState) -> list[m.ParticipantView]:
             audio_forced_off=p.audio_forced_off,
             video_forced_off=p.video_forced_off,
             hand_raised=p.hand_raised_at is not None,
+            screen_on=p.screen_on,
         )
         for p in state.participants
         if p.place is not Place.LOBBY

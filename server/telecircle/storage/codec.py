@@ -35,6 +35,7 @@ from telecircle.domain.events import (
     ParticipantKnocked,
     ParticipantLeft,
     ParticipantRemoved,
+    ScreenShared,
     SegmentEnded,
     SegmentQueued,
     SegmentStarted,
@@ -121,6 +122,8 @@ def decode_event(kind: str, at: float, payload: Mapping[str, Any]) -> Event:
         return MovedToLobby(participant_id, ParticipantId(str(payload["by"])), at)
     if kind == ParticipantRemoved.kind:
         return ParticipantRemoved(participant_id, ParticipantId(str(payload["by"])), at)
+    if kind == ScreenShared.kind:
+        return ScreenShared(participant_id, bool(payload["on"]), at)
     if kind == ParticipantAway.kind:
         return ParticipantAway(participant_id, at)
     if kind == ParticipantBack.kind:

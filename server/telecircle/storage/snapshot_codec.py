@@ -89,6 +89,7 @@ def decode_snapshot(text: str, limits: TimerLimits) -> LiveSnapshot:
                 video_forced_off=bool(item["video_forced_off"]),
                 hand_raised_at=_float_or_none(item["hand_raised_at"]),
                 needs_moment_since=_float_or_none(item["needs_moment_since"]),
+                screen_on=bool(item.get("screen_on", False)),
             )
             participants.append(participant)
             if item.get("key"):
