@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         description="Longest time (s) the server may be down and still resume its "
         "sessions; after longer, they are ended at start-up.",
     )
+    resume_heartbeat: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How often (s) live sessions' saved state is marked current: after a "
+        "crash, at most this much of a running timer is given back twice.",
+    )
     pairs_min_seconds: float = Field(60.0, gt=0, description="Shortest pair work (s).")
     pairs_max_seconds: float = Field(3600.0, gt=0, description="Longest pair work (s).")
     segment_min_seconds: float = Field(

@@ -24,12 +24,14 @@ class SignalledRoom:
         sdp: str = ack["data"]["sdp"]
         return sdp
 
-    async def subscribe(self, pid: ParticipantId, slot_count: int) -> tuple[str, list[SlotMids]]:
+    async def subscribe(
+        self, pid: ParticipantId, slot_count: int
+    ) -> tuple[str, list[SlotMids], str]:
         ack = await self.client.call("subscribe", {})
         if not ack["ok"]:
             raise RuntimeError(ack["error"]["code"])
         slots = [SlotMids(**slot) for slot in ack["data"]["slots"]]
-        return ack["data"]["sdp"], slots
+        return ack["data"]["sdp"], slots, ack["data"]["screen_mid"]
 
     async def accept_subscribe_answer(self, pid: ParticipantId, answer_sdp: str) -> None:
         ack = await self.client.call("subscribe_answer", {"sdp": answer_sdp})

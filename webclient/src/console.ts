@@ -3,12 +3,24 @@
  * patients, Lock / Unlock the session, End the session for everyone (after a confirm
  * step), the raised hands in order of raising, and the private "needs a moment" list.
  *
- * The lists come from the server's `lobby` event (ids, in order) and take names from the
- * roster. Nothing here is shown to patients: the server sends the moments to clinicians
- * only. Names only ever go through textContent and attributes.
+ * Beside each "needs a moment" entry, one click starts a one-to-one segment with that
+ * person (or queues them for the segment running). "Where everyone is" lists each
+ * participant's place (the group, pair N, the segment, on hold, waiting) from the
+ * clinicians' view of the `activity` event.
+ *
+ * The lists come from the server's `lobby` and `activity` events (ids, in order) and take
+ * names from the roster. Nothing here is shown to patients: the server sends the moments
+ * to clinicians only. Names only ever go through textContent and attributes.
  */
-import type { LobbyEvent, MomentView, ParticipantView } from "./generated/protocol";
+import type {
+  FacilitatorView,
+  LobbyEvent,
+  MomentView,
+  PlaceView,
+  SegmentView,
+} from "./generated/protocol";
 import { button, byId, clockTime, errorText, make } from "./dom";
+import type { NameBook } from "./names";
 
 /** What the console asks the session to do; each rejects with a user-readable error. */
 export interface ConsoleActions {
@@ -17,6 +29,36 @@ export interface ConsoleActions {
   endSession(): Promise<void>;
   lowerHand(participantId: string): Promise<void>;
   clearMoment(participantId: string): Promise<void>;
+  /** A segment with this person now, or a place in the queue of the one running. */
+  segmentWith(participantId: string): Promise<void>;
+}
+
+/** Someone's place in words: "in the group", "in pair 2", "in the segment"... */
+export function placeText(
+  place: PlaceView | undefined,
+  segment: SegmentView | null,
+  id: string,
+): string {
+  let text: string;
+  switch (place?.spot) {
+    case "pair":
+      text = `in pair ${(place.pair ?? 0) + 1}`;
+      break;
+    case "segment":
+      text = "in the segment";
+      break;
+    case "hold":
+      text = "on hold";
+      break;
+    case "lobby":
+      text = "waiting";
+      break;
+    default:
+      text = "in the group";
+  }
+  const queued = segment?.queue.indexOf(id) ?? -1;
+  if (queued >= 0) text += queued === 0 ? ", next for a segment" : `, queued (${queued + 1})`;
+  return text;
 }
 
 export class FacilitatorConsole {
@@ -29,13 +71,19 @@ export class FacilitatorConsole {
   private readonly endCancelButton = byId("end-session-cancel", HTMLButtonElement);
   private readonly handsList = byId("hands-list", HTMLOListElement);
   private readonly momentsList = byId("moments-list", HTMLUListElement);
+  private readonly placesList = byId("places-list", HTMLUListElement);
   private readonly error = byId("console-error", HTMLElement);
-  private names = new Map<string, string>();
   private hands: string[] = [];
   private moments: MomentView[] = [];
   private locked = false;
+  /** Everyone past the lobby, in roster order (ids). */
+  private present: string[] = [];
+  private activity: FacilitatorView | null = null;
 
-  constructor(private readonly actions: ConsoleActions) {
+  constructor(
+    private readonly actions: ConsoleActions,
+    private readonly names: NameBook,
+  ) {
     this.muteAllButton.addEventListener("click", () => {
       void this.busy([this.muteAllButton], () => this.actions.muteAll());
     });
@@ -62,9 +110,15 @@ export class FacilitatorConsole {
     if (!active) this.closeEndConfirm();
   }
 
-  /** The names to show for participant ids (from the roster). */
-  setRoster(participants: ParticipantView[]): void {
-    this.names = new Map(participants.map((p) => [p.id, p.display_name]));
+  /** Who is past the lobby, in order (their names are in the name book). */
+  setPresent(participantIds: string[]): void {
+    this.present = participantIds;
+    this.render();
+  }
+
+  /** The clinicians' view from the latest `activity` event (places, the segment). */
+  setActivity(view: FacilitatorView | null): void {
+    this.activity = view;
     this.render();
   }
 
@@ -91,7 +145,7 @@ export class FacilitatorConsole {
     syncList(
       this.handsList,
       this.hands,
-      (id) => this.entry("hand-entry", id, "Lower hand", () => this.actions.lowerHand(id)),
+      (id) => this.entry("li", "hand-entry", id, "Lower hand", () => this.actions.lowerHand(id)),
       (item, id) => this.fillEntry(item, id),
       "No hands raised.",
     );
@@ -100,29 +154,78 @@ export class FacilitatorConsole {
       this.momentsList,
       this.moments.map((moment) => moment.id),
       (id) => {
-        const item = this.entry("moment-entry", id, "Clear", () => this.actions.clearMoment(id));
-        item.querySelector(".moment-entry-name")?.after(make("span", "moment-since"));
+        // The entry (who, since when, Clear) and, beside it, the one-click segment.
+        const entry = this.entry("div", "moment-entry", id, "Clear", () =>
+          this.actions.clearMoment(id),
+        );
+        entry.querySelector(".moment-entry-name")?.after(make("span", "moment-since"));
+        const segment = button("moment-segment secondary", "Start segment");
+        segment.addEventListener("click", () => {
+          void this.busy([segment], () => this.actions.segmentWith(id));
+        });
+        const item = make("li", "moment-row");
+        item.dataset["participantId"] = id;
+        item.append(entry, segment);
         return item;
       },
       (item, id) => {
         this.fillEntry(item, id);
         const when = item.querySelector(".moment-since");
         if (when) when.textContent = `since ${clockTime(since.get(id) ?? 0)}`;
+        const segment = item.querySelector<HTMLElement>(".moment-segment");
+        if (segment) {
+          const running = this.activity?.segment ?? null;
+          // Someone already in the segment, or in its queue, needs no second click.
+          segment.hidden =
+            running !== null && (running.participant_id === id || running.queue.includes(id));
+          segment.textContent = running === null ? "Start segment" : "Add to segment queue";
+          segment.setAttribute("aria-label", `${segment.textContent}: ${this.names.of(id)}`);
+        }
       },
       "Nobody has asked for a moment.",
     );
     this.panel.dataset["hands"] = String(this.hands.length);
     this.panel.dataset["moments"] = String(this.moments.length);
+    this.renderPlaces();
+  }
+
+  /** Each participant past the lobby and anyone waiting, with their place. */
+  private renderPlaces(): void {
+    const places = this.activity?.places ?? {};
+    const waiting = Object.keys(places).filter(
+      (id) => places[id]?.spot === "lobby" && !this.present.includes(id),
+    );
+    const segment = this.activity?.segment ?? null;
+    syncList(
+      this.placesList,
+      [...this.present, ...waiting],
+      (id) => {
+        const item = make("li", "place-entry");
+        item.dataset["participantId"] = id;
+        item.append(make("span", "place-entry-name"), make("span", "place-entry-where"));
+        return item;
+      },
+      (item, id) => {
+        const place = places[id];
+        item.dataset["spot"] = place?.spot ?? "plenary";
+        const name = item.querySelector(".place-entry-name");
+        if (name) name.textContent = this.names.of(id);
+        const where = item.querySelector(".place-entry-where");
+        if (where) where.textContent = placeText(place, segment, id);
+      },
+      "Nobody is here yet.",
+    );
   }
 
   /** One person in a list: their name and one action button. */
-  private entry(
+  private entry<K extends "li" | "div">(
+    tag: K,
     className: string,
     participantId: string,
     actionText: string,
     action: () => Promise<void>,
-  ): HTMLLIElement {
-    const item = make("li", className);
+  ): HTMLElementTagNameMap[K] {
+    const item = make(tag, className);
     item.dataset["participantId"] = participantId;
     const act = button(`${className}-action secondary`, actionText);
     act.addEventListener("click", () => void this.busy([act], action));
@@ -131,7 +234,7 @@ export class FacilitatorConsole {
   }
 
   private fillEntry(item: HTMLElement, participantId: string): void {
-    const name = this.names.get(participantId) ?? "Someone";
+    const name = this.names.of(participantId);
     const label = item.querySelector("span");
     if (label) label.textContent = name;
     const act = item.querySelector("button");

@@ -1,13 +1,17 @@
 /**
  * Everything a clinician runs the session with: the waiting-room panel, the facilitator
- * console and the controls on each patient's tile, wired to the server's events.
+ * console, the pairs and segments panels and the controls on each patient's tile, wired
+ * to the server's events.
  *
  * Every action is a signalling request the server checks and enforces; the panels show
  * the outcome from the `roster` and `lobby` events that follow, never a guess.
  */
-import type { LobbyEvent, ParticipantView } from "./generated/protocol";
+import type { ActivityEvent, LobbyEvent, ParticipantView } from "./generated/protocol";
 import { FacilitatorConsole } from "./console";
 import { LobbyPanel } from "./lobby";
+import type { NameBook } from "./names";
+import { PairsPanel } from "./pairs";
+import { SegmentsPanel } from "./segments";
 import type { Signalling } from "./signalling";
 import { FacilitatorTileControls } from "./tilecontrols";
 import type { TileGrid } from "./tiles";
@@ -16,8 +20,14 @@ export class Facilitation {
   private readonly lobby: LobbyPanel;
   private readonly console: FacilitatorConsole;
   private readonly tileControls: FacilitatorTileControls;
+  private readonly pairs: PairsPanel;
+  private readonly segments: SegmentsPanel;
 
-  constructor(signalling: Signalling, tiles: TileGrid) {
+  constructor(
+    signalling: Signalling,
+    tiles: TileGrid,
+    private readonly names: NameBook,
+  ) {
     const about = (id: string): { participant_id: string } => ({ participant_id: id });
     this.lobby = new LobbyPanel({
       admit: async (id) => {
@@ -31,21 +41,64 @@ export class Facilitation {
     const lowerHand = async (id: string): Promise<void> => {
       await signalling.request("lower_hand", about(id));
     };
-    this.console = new FacilitatorConsole({
-      muteAll: async () => {
-        await signalling.request("mute_all", {});
+    const extend = async (seconds: number): Promise<void> => {
+      await signalling.request("extend", { seconds });
+    };
+    this.pairs = new PairsPanel(
+      {
+        start: async (duration_seconds, groups) => {
+          await signalling.request("start_pairs", { duration_seconds, groups });
+        },
+        visit: async (group) => {
+          await signalling.request("visit_pair", { group });
+        },
+        message: async (text) => {
+          await signalling.request("message_pairs", { text });
+        },
+        extend,
+        end: async () => {
+          await signalling.request("end_pairs", {});
+        },
       },
-      lock: async (locked) => {
-        await signalling.request("lock", { locked });
+      names,
+    );
+    this.segments = new SegmentsPanel(
+      {
+        start: async (participant_ids, others, duration_seconds) => {
+          await signalling.request("start_segment", { participant_ids, others, duration_seconds });
+        },
+        queue: async (id) => {
+          await signalling.request("queue_segment", about(id));
+        },
+        next: async () => {
+          await signalling.request("next_segment", {});
+        },
+        extend,
+        end: async () => {
+          await signalling.request("end_segment", {});
+        },
       },
-      endSession: async () => {
-        await signalling.request("end_session", {});
+      names,
+    );
+    this.console = new FacilitatorConsole(
+      {
+        muteAll: async () => {
+          await signalling.request("mute_all", {});
+        },
+        lock: async (locked) => {
+          await signalling.request("lock", { locked });
+        },
+        endSession: async () => {
+          await signalling.request("end_session", {});
+        },
+        lowerHand,
+        clearMoment: async (id) => {
+          await signalling.request("clear_moment", about(id));
+        },
+        segmentWith: (id) => this.segments.startOrQueue(id),
       },
-      lowerHand,
-      clearMoment: async (id) => {
-        await signalling.request("clear_moment", about(id));
-      },
-    });
+      names,
+    );
     this.tileControls = new FacilitatorTileControls({
       forceMedia: async (id, change) => {
         await signalling.request("force_media", { participant_id: id, ...change });
@@ -65,17 +118,38 @@ export class Facilitation {
   setActive(active: boolean): void {
     this.lobby.setActive(active);
     this.console.setActive(active);
+    this.pairs.setActive(active);
+    this.segments.setActive(active);
+    if (!active) this.onActivity(null);
+  }
+
+  /** Our own participant id while we hold a seat. */
+  setSelf(participantId: string | null): void {
+    this.pairs.setSelf(participantId);
   }
 
   /** The clinicians' `lobby` event: who waits, raised hands, moments, the lock. */
   onLobby(event: LobbyEvent): void {
+    this.names.learn(event.waiting);
     this.lobby.update(event.waiting);
     this.lobby.setLocked(event.locked);
     this.console.update(event);
   }
 
-  /** Everyone past the lobby (the console names hands and moments from it). */
+  /** Everyone past the lobby (their names are in the name book already). */
   setRoster(participants: ParticipantView[]): void {
-    this.console.setRoster(participants);
+    const patients = participants.filter((p) => p.role === "patient");
+    this.console.setPresent(participants.map((p) => p.id));
+    this.pairs.setPatients(patients);
+    this.segments.setPatients(patients);
+  }
+
+  /** Our `activity` event (null: none, e.g. out of the session): the clinicians' view. */
+  onActivity(event: ActivityEvent | null): void {
+    const view = event?.facilitator ?? null;
+    const timer = event?.timer ?? null;
+    this.console.setActivity(view);
+    this.pairs.update(view);
+    this.segments.update(view, timer?.activity === "segment" ? timer.remaining_seconds : null);
   }
 }

@@ -8,8 +8,13 @@
  * room (media closed, rebuilt when admitted again), mute them or turn their camera off
  * (the server stops forwarding it; the page says so and, where the room's policy says,
  * the patient raises a hand instead of unmuting), remove them, or end the session.
+ *
+ * Where each participant is — the whole group, a breakout pair, a one-to-one segment,
+ * on hold — is the server's (the `activity` event): the grid shows only the people we
+ * share media with, and activity.ts says where we are and how long is left.
  */
 import type {
+  ActivityEvent,
   AdmittedEvent,
   ClosedEvent,
   JoinResult,
@@ -17,9 +22,11 @@ import type {
   RosterEvent,
   SlotsEvent,
 } from "./generated/protocol";
+import { ActivityDisplay, tilesShown } from "./activity";
 import { explainProblem, getLocalMedia, type LocalMedia, stopStream } from "./devices";
 import { Facilitation } from "./facilitation";
 import { PublishConnection, SubscribeConnection } from "./media";
+import { NameBook } from "./names";
 import { PatientSignals } from "./signals";
 import { Signalling, SignallingError } from "./signalling";
 import { type AppState, type StateDetails, View } from "./ui";
@@ -31,6 +38,8 @@ const RECONNECT_MARGIN_MS = 15_000;
 class App {
   private readonly view = new View();
   private readonly signalling = new Signalling();
+  private readonly names = new NameBook();
+  private readonly activityDisplay = new ActivityDisplay(this.view.role, this.names);
   /** The clinician's lobby panel, console and tile controls (null for patients). */
   private readonly facilitation: Facilitation | null;
   /** The patient's raise-hand and "I need a moment" buttons (null for clinicians). */
@@ -47,6 +56,8 @@ class App {
   /** Our participant id while we hold a seat (in the lobby or the session). */
   private selfId: string | null = null;
   private roster: ParticipantView[] = [];
+  /** Our place, whom we share media with, the running timer (null: not known yet). */
+  private activity: ActivityEvent | null = null;
   /** slot index -> participant id feeding it */
   private slots = new Map<number, string | null>();
   private micOn = true;
@@ -66,7 +77,9 @@ class App {
 
   constructor() {
     const clinician = this.view.role === "clinician";
-    this.facilitation = clinician ? new Facilitation(this.signalling, this.view.tiles) : null;
+    this.facilitation = clinician
+      ? new Facilitation(this.signalling, this.view.tiles, this.names)
+      : null;
     this.signals = clinician
       ? null
       : new PatientSignals({
@@ -97,6 +110,10 @@ class App {
     this.signalling.on("lobby", (event) => this.facilitation?.onLobby(event));
     this.signalling.on("moved_to_lobby", () => this.onMovedToLobby());
     this.signalling.on("moment", (event) => this.signals?.setMomentNeeded(event.needed));
+    this.signalling.on("activity", (event: ActivityEvent) => this.onActivity(event));
+    this.signalling.on("pairs_message", (event) => {
+      if (!this.finished) this.activityDisplay.showMessage(event);
+    });
     this.signalling.on("closed", (event: ClosedEvent) => {
       if (event.reason === "signed_out") {
         this.finish("signed_out", { message: event.message });
@@ -129,6 +146,7 @@ class App {
   /** Everyone past the lobby, as the server says now (our own forced state included). */
   private setRoster(participants: ParticipantView[]): void {
     this.roster = participants;
+    this.names.learn(participants);
     const self = this.self();
     if (self !== null) {
       // A clinician turning us off also turns our own switch off (as the server does):
@@ -139,13 +157,20 @@ class App {
       this.videoForced = self.video_forced_off;
     }
     this.facilitation?.setRoster(participants);
-    if (this.view.role === "patient") {
-      // The server holds patients' media while no clinician is present; say so.
-      this.view.setOnHold(!participants.some((p) => p.role === "clinician" && p.connected));
-    }
+    this.activityDisplay.refreshNames();
     this.signals?.setHandRaised(this.self()?.hand_raised ?? false);
     this.applyTrackStates();
     this.showSwitches();
+    this.render();
+  }
+
+  /** Our place, whom we share media with or the timer changed (the server routes the
+   * media accordingly: the grid follows). */
+  private onActivity(event: ActivityEvent): void {
+    if (this.finished || this.state === "lobby") return;
+    this.activity = event;
+    this.activityDisplay.update(event);
+    this.facilitation?.onActivity(event);
     this.render();
   }
 
@@ -228,6 +253,7 @@ class App {
     }
     if (attempt !== this.attempt || this.finished) return;
     this.selfId = joined.participant_id;
+    this.facilitation?.setSelf(joined.participant_id);
     this.reconnectGraceMs = joined.reconnect_grace_seconds * 1000;
     this.patientsMayUnmute = joined.policy.patients_may_unmute;
     this.signals?.setMomentNeeded(joined.needs_moment);
@@ -266,6 +292,7 @@ class App {
     this.stopReconnectDeadline();
     this.mediaLostPending = false;
     this.roster = [];
+    this.forgetActivity();
     this.slots.clear();
     this.view.tiles.clear();
     this.signals?.reset();
@@ -509,9 +536,11 @@ class App {
       this.signalling.drop();
     }
     this.facilitation?.setActive(false);
+    this.facilitation?.setSelf(null);
     this.signals?.reset();
     this.selfId = null;
     this.roster = [];
+    this.forgetActivity();
     this.slots.clear();
     this.view.tiles.clear();
     this.view.setWaiting(false);
@@ -539,11 +568,24 @@ class App {
     this.retired = [];
   }
 
+  /** Out of the session or back in the waiting room: no place, no timer. */
+  private forgetActivity(): void {
+    this.activity = null;
+    this.activityDisplay.reset();
+    this.facilitation?.onActivity(null);
+  }
+
   private render(): void {
     if (this.selfId === null || this.finished) return;
     const selfId = this.selfId;
+    // Only the people we share media with (in a pair: the partner). On hold, everyone,
+    // without pictures: the hold screen says why.
+    const shown = tilesShown(this.activity);
+    const visible = this.roster.filter(
+      (participant) => participant.id === selfId || shown === null || shown.has(participant.id),
+    );
     this.view.tiles.render(
-      this.roster.map((participant) => {
+      visible.map((participant) => {
         const isSelf = participant.id === selfId;
         return {
           participant,

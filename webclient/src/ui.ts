@@ -82,7 +82,6 @@ export class View {
   readonly lobbyLeaveButton: HTMLButtonElement;
   readonly tiles = new TileGrid(byId("tiles", HTMLElement));
   private readonly status = byId("status", HTMLElement);
-  private readonly holdNotice = byId("hold-notice", HTMLElement);
   private readonly lobbyWait = byId("lobby-wait", HTMLElement);
   private readonly preview = byId("preview", HTMLVideoElement);
   private readonly call = byId("call", HTMLElement);
@@ -123,12 +122,6 @@ export class View {
     this.lobbyLeaveButton.className = "secondary";
     this.lobbyLeaveButton.textContent = "Leave the waiting room";
     this.lobbyWait.append(this.lobbyLeaveButton);
-  }
-
-  /** Patients: no clinician is present, so the server forwards nothing (on hold). */
-  setOnHold(hold: boolean): void {
-    this.holdNotice.hidden = !hold;
-    this.root.dataset["hold"] = String(hold);
   }
 
   /** Switch the visible screen. */

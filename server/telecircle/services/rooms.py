@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
-from telecircle.domain.activities import next_deadline, pair_up
+from telecircle.domain.activities import next_deadline
 from telecircle.domain.audience import all_audiences, only_restricts
 from telecircle.domain.commands import (
     Admit,
@@ -39,7 +38,7 @@ from telecircle.domain.commands import (
     StartPairs,
     TimersDue,
 )
-from telecircle.domain.errors import DomainError, NotInRoom
+from telecircle.domain.errors import NotInRoom
 from telecircle.domain.events import (
     Event,
     MovedToLobby,
@@ -48,10 +47,23 @@ from telecircle.domain.events import (
     ParticipantRemoved,
 )
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_participant_id
-from telecircle.domain.model import Participant, Place, RoomState, SeatRole, TimerLimits
+from telecircle.domain.model import Place, RoomState, SeatRole, TimerLimits
 from telecircle.domain.rules import decide
 from telecircle.services.clock import Clock
-from telecircle.services.ports import MediaRouting, ReceiveSlot, RoomObserver
+from telecircle.services.live_room import (
+    MIN_EXPIRY_RETRY,
+    DeniedEntry,
+    Entrant,
+    JoinOutcome,
+    LimitOf,
+    LiveRoom,
+    MediaFactory,
+    NoSuchRoom,
+    ServiceClosed,
+    StillWaiting,
+    random_pairs,
+)
+from telecircle.services.ports import ReceiveSlot, RoomObserver
 from telecircle.services.resume import ResumePolicy, restored_state, take_snapshot
 from telecircle.services.tasks import TaskOwner
 from telecircle.storage import stores
@@ -60,117 +72,16 @@ from telecircle.storage.snapshot_codec import SnapshotError, decode_snapshot
 
 log = logging.getLogger(__name__)
 
-
-class NoSuchRoom(DomainError):
-    code = "no_such_room"
-    http_status = 404
-
-
-class ServiceClosed(DomainError):
-    code = "server_shutting_down"
-    http_status = 503
-
-
-class StillWaiting(DomainError):
-    code = "still_waiting"
-    http_status = 409
-
-
-class DeniedEntry(DomainError):
-    code = "denied"
-    http_status = 403
-
-
-@dataclass(frozen=True, slots=True)
-class Entrant:
-    """Who is entering: ``key`` names the person across connections and devices (an
-    account, or a patient's invite), so entering again returns to the same seat."""
-
-    key: str
-    display_name: str
-    role: SeatRole
-    # What proves it this time (a patient's pass id): a patient returning with another
-    # credential is another device, which goes through the lobby again.
-    credential: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class JoinOutcome:
-    room: stores.RoomRecord
-    participant: Participant
-    state: RoomState
-    # True when this was a return to a seat already held (a reconnect or another device).
-    returned: bool
-    # Counts the connections that took this seat; a disconnect from an older one is
-    # ignored (see RoomService.disconnect).
-    epoch: int = 1
-
-
-MediaFactory = Callable[[RoomCode], MediaRouting]
-# The room's participant limit now (within the organisation's maximum and the ceiling).
-LimitOf = Callable[[RoomId], Awaitable[int]]
-
-# Shortest wait before checking an unexpired reconnect window again.
-MIN_EXPIRY_RETRY = 1.0
-
-
-def random_pairs(state: RoomState) -> tuple[tuple[ParticipantId, ...], ...]:
-    """Every patient in the session (not in the lobby), in pairs made at random."""
-    people = [p.id for p in state.admitted_patients()]
-    secrets.SystemRandom().shuffle(people)
-    return pair_up(people)
-
-
-@dataclass(eq=False)
-class LiveRoom:
-    """One room in use: its session, its state and its media routing."""
-
-    room: stores.RoomRecord
-    state: RoomState
-    media: MediaRouting
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    media_locks: dict[ParticipantId, asyncio.Lock] = field(default_factory=dict)
-    # Whose each seat is (Entrant.key), both ways.
-    seat_of: dict[str, ParticipantId] = field(default_factory=dict)
-    key_of: dict[ParticipantId, str] = field(default_factory=dict)
-    credential_of: dict[ParticipantId, str] = field(default_factory=dict)
-    epochs: dict[ParticipantId, int] = field(default_factory=dict)
-    # Seat keys a clinician turned away: not let back into the lobby this session.
-    denied: set[str] = field(default_factory=set)
-    # One reconnect-window timer per away participant (cancelled when they come back).
-    away_timers: dict[ParticipantId, asyncio.Task[None]] = field(default_factory=dict)
-    # The timer of the running pair work or segment, and the deadline it sleeps until.
-    activity_timer: asyncio.Task[None] | None = None
-    activity_deadline: float | None = None
-    closed: bool = False
-
-    def cancel_activity_timer(self) -> None:
-        timer, self.activity_timer = self.activity_timer, None
-        self.activity_deadline = None
-        if timer is not None and timer is not asyncio.current_task():
-            timer.cancel()
-
-    def cancel_away_timer(self, pid: ParticipantId) -> None:
-        timer = self.away_timers.pop(pid, None)
-        if timer is not None and timer is not asyncio.current_task():
-            timer.cancel()
-
-    @property
-    def code(self) -> RoomCode:
-        return RoomCode(self.room.code)
-
-    def media_lock(self, pid: ParticipantId) -> asyncio.Lock:
-        return self.media_locks.setdefault(pid, asyncio.Lock())
-
-    def seated(self, pid: ParticipantId) -> bool:
-        return not self.closed and self.state.find(pid) is not None
-
-    def forget_seat(self, pid: ParticipantId) -> None:
-        self.credential_of.pop(pid, None)
-        self.epochs.pop(pid, None)
-        key = self.key_of.pop(pid, None)
-        if key is not None and self.seat_of.get(key) == pid:
-            del self.seat_of[key]
+__all__ = [
+    "DeniedEntry",
+    "Entrant",
+    "JoinOutcome",
+    "LiveRoom",
+    "NoSuchRoom",
+    "RoomService",
+    "ServiceClosed",
+    "StillWaiting",
+]
 
 
 class RoomService:

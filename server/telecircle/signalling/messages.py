@@ -194,10 +194,24 @@ class ParticipantView(Message):
     screen_on: bool
 
 
+class TimerLimitsView(Message):
+    """The bounds of pair work and segments (seconds), for the facilitator's forms."""
+
+    pairs_min_seconds: float
+    pairs_max_seconds: float
+    segment_min_seconds: float
+    segment_max_seconds: float
+    segment_default_seconds: float
+    warning_seconds: float
+    extension_max_seconds: float
+    pairs_message_max_chars: int
+
+
 class SessionPolicy(Message):
     """How the session is run, as the participants need to know it."""
 
     patients_may_unmute: bool
+    timers: TimerLimitsView
 
 
 class JoinResult(Message):

@@ -64,7 +64,12 @@ from telecircle.services.tasks import TaskOwner
 from telecircle.signalling import acks
 from telecircle.signalling import messages as m
 from telecircle.signalling.ratelimit import TokenBucket
-from telecircle.signalling.views import activity_views, pairs_audience, participant_views
+from telecircle.signalling.views import (
+    activity_views,
+    pairs_audience,
+    participant_views,
+    session_policy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -540,7 +545,7 @@ class SignallingServer:
                 room_name=outcome.room.name,
                 participant_limit=live.state.participant_limit,
                 participants=[] if waiting else participant_views(live.state),
-                policy=m.SessionPolicy(patients_may_unmute=live.state.patients_may_unmute),
+                policy=session_policy(live.state),
                 needs_moment=participant.needs_moment_since is not None,
             )
         )

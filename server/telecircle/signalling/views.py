@@ -32,6 +32,23 @@ def participant_views(state: RoomState) -> list[m.ParticipantView]:
     ]
 
 
+def session_policy(state: RoomState) -> m.SessionPolicy:
+    limits = state.limits
+    return m.SessionPolicy(
+        patients_may_unmute=state.patients_may_unmute,
+        timers=m.TimerLimitsView(
+            pairs_min_seconds=limits.breakout_min,
+            pairs_max_seconds=limits.breakout_max,
+            segment_min_seconds=limits.segment_min,
+            segment_max_seconds=limits.segment_max,
+            segment_default_seconds=limits.segment_default,
+            warning_seconds=limits.warning_before,
+            extension_max_seconds=limits.extension_max,
+            pairs_message_max_chars=limits.message_max_chars,
+        ),
+    )
+
+
 def activity_views(state: RoomState, now: float) -> dict[ParticipantId, m.ActivityEvent]:
     """The ``activity`` event of every participant past the lobby."""
     where = locations(state)

@@ -180,7 +180,9 @@ async def _start(app: web.Application) -> None:
         settings.reconnect_grace,
         settings.lobby_limit,
         settings.timer_limits(),
-        ResumePolicy(settings.resume_after_restart, settings.resume_window),
+        ResumePolicy(
+            settings.resume_after_restart, settings.resume_window, settings.resume_heartbeat
+        ),
     )
     app[ROOMS] = rooms
     entry = EntryPolicy(database, accounts, invites, app[CHECKINS])
