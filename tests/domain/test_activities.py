@@ -393,3 +393,25 @@ def test_a_clinician_shares_their_screen_with_their_place_one_at_a_time() -> Non
     assert hears(state, DOC, TrackKind.SCREEN) == set()
     state, events = decide(state, ShareScreen(CO, True), 5.0)
     assert events == [ScreenShared(CO, True, 5.0)]
+
+
+def test_a_screen_stops_when_its_sharer_changes_place_but_not_on_a_drop() -> None:
+    from telecircle.domain.commands import ShareScreen
+    from telecircle.domain.events import ScreenShared
+
+    state = session(ANN, BO, CY)
+    state, _ = decide(state, StartSegment(DOC, (ANN,), HOLD, 600.0), 0.0)
+    state, _ = decide(state, ShareScreen(DOC, True), 1.0)
+    assert hears(state, DOC, TrackKind.SCREEN) == {"ann"}
+    # The segment's time runs out: the screen shown to Ann does not follow Doc to all.
+    state, events = decide(state, TimersDue(), 600.0)
+    assert ScreenShared(DOC, False, 600.0) in events
+    assert hears(state, DOC, TrackKind.SCREEN) == set()
+    # A dropped connection keeps the share (the page comes back) ...
+    state, _ = decide(state, ShareScreen(DOC, True), 601.0)
+    state, events = decide(state, Disconnect(DOC), 602.0)
+    assert not any(isinstance(e, ScreenShared) for e in events)
+    # ... but does not stop another clinician from taking over.
+    state, _ = decide(state, Join(CO, "Co"), 603.0)
+    state, events = decide(state, ShareScreen(CO, True), 604.0)
+    assert events == [ScreenShared(DOC, False, 604.0), ScreenShared(CO, True, 604.0)]

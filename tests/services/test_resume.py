@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from telecircle.domain.commands import LeaveReason
-from telecircle.domain.ids import RoomCode
+from telecircle.domain.ids import ParticipantId, RoomCode
 from telecircle.storage import stores
+from telecircle.web.keys import CHECKINS
 from tests.conftest import ROOMS, RunningServer, start_server
 from tests.signalling.client import Client
 
@@ -229,3 +230,28 @@ async def test_a_server_down_for_longer_than_the_window_ends_its_sessions(
 async def _disconnected(client: Client) -> None:
     while client.sio.connected:
         await asyncio.sleep(0.05)
+
+
+async def test_someone_removed_stays_out_after_a_restart(tmp_path: Path) -> None:
+    server = await start_server(tmp_path)
+    port = server.settings.port
+    code = await server.create_room()
+    therapist = await take_seat(server, await server.owner_cookie(code), code)
+    bo = await take_seat(server, await server.patient_cookie(code, "Bo"), code)
+    assert (await therapist.client.call("admit_all", {}))["ok"]
+    bo_key = server.app[ROOMS].seat_key(RoomCode(code), ParticipantId(bo.pid))
+    assert bo_key is not None
+    assert (await therapist.client.call("remove", {"participant_id": bo.pid}))["ok"]
+    await server.runner.cleanup()
+    restarted = await start_server(tmp_path, port=port)
+    try:
+        assert (await come_back(restarted, therapist, code))["returned"]
+        # Bo fills in the page before the session again (check-ins are memory-only).
+        restarted.app[CHECKINS].record(bo_key, "Home", "Sam 0113 000")
+        bo.client = await Client().connect(restarted.url, bo.cookie)
+        refused = await bo.client.call("join", {"room_code": code})
+        assert refused["error"]["code"] == "denied", refused
+    finally:
+        for seat in (therapist, bo):
+            await seat.client.close()
+        await restarted.runner.cleanup()

@@ -4,100 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
 
 from telecircle.domain.commands import LeaveReason
 from telecircle.domain.errors import InvalidCommand
-from telecircle.domain.events import Event
-from telecircle.domain.ids import RoomCode, RoomId, new_room_code
-from telecircle.domain.model import RoomState, SeatRole
-from telecircle.media.sfu import MediaSettings, Sfu
-from telecircle.services.ports import MediaRouting
-from telecircle.services.rooms import Entrant, JoinOutcome, RoomService
-from telecircle.storage import migrations, stores
-from telecircle.storage.database import Database, open_database
+from telecircle.domain.ids import RoomCode
+from telecircle.storage import stores
+from tests.services.conftest import Harness, SteerableClock
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@dataclass
-class RecordingObserver:
-    """Checks, at the moment of each announcement, that its events are already stored."""
-
-    db: Database
-    announced: list[tuple[str, int]] = field(default_factory=list)
-    stored_when_announced: list[int] = field(default_factory=list)
-
-    async def room_changed(self, room_code: str, state: RoomState, events: Sequence[Event]) -> None:
-        async with self.db.engine.connect() as conn:
-            rows = await conn.execute(text("SELECT count(*) FROM events"))
-            self.stored_when_announced.append(rows.scalar_one())
-        self.announced.extend((room_code, 1) for _ in events)
-
-    async def media_lost(self, room_code: str, pid: object) -> None:
-        pass
-
-
-@dataclass
-class Harness:
-    db: Database
-    sfu: Sfu
-    observer: RecordingObserver
-    rooms: RoomService
-
-    async def room(self, limit: int = 10) -> RoomCode:
-        record = await stores.create_room(self.db, "G", limit, new_room_code())
-        return RoomCode(record.code)
-
-    async def enter(self, code: RoomCode, name: str, key: str | None = None) -> JoinOutcome:
-        """A clinician (straight into the session); ``key`` defaults to the name."""
-        entrant = Entrant(key or f"user:{name}", name, SeatRole.CLINICIAN)
-        return await self.rooms.enter(code, entrant)
-
-
-@dataclass
-class SteerableClock:
-    """A wall clock the test can step (backwards too), as NTP may."""
-
-    offset: float = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture
-def clock() -> SteerableClock:
-    return SteerableClock()
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, clock: SteerableClock) -> AsyncIterator[Harness]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await migrations.upgrade(url)
-    db = await open_database(url)
-    sfu = Sfu(MediaSettings())
-    sfu.install()
-    observer = RecordingObserver(db)
-
-    def media_for(code: RoomCode) -> MediaRouting:
-        return sfu.room(code, on_slots=lambda *a: None, on_path_lost=lambda *a: None)
-
-    async def limit_of(room_id: RoomId) -> int:
-        room = await stores.get_room(db, room_id)
-        assert room is not None
-        return room.participant_limit
-
-    rooms = RoomService(db, clock, media_for, observer, limit_of, reconnect_grace=0.3)
-    yield Harness(db, sfu, observer, rooms)
-    await rooms.close()
-    await sfu.close()
-    await db.close()
 
 
 async def test_every_change_is_stored_before_it_is_announced(harness: Harness) -> None:

@@ -15,6 +15,7 @@ import socketio
 
 from telecircle.domain.access import Role
 from telecircle.domain.ids import RoomCode
+from telecircle.signalling.messages import CLIENT_EVENTS
 from telecircle.storage import accounts_store, stores
 from tests.conftest import RunningServer
 from tests.signalling.client import Client
@@ -89,7 +90,50 @@ EVENTS: dict[str, set[str]] = {
     "end_session": CLINICIANS,
     "raise_hand": PATIENT | CLINICIANS,
     "need_moment": PATIENT | CLINICIANS,
+    "share_screen": CLINICIANS,
+    "start_pairs": CLINICIANS,
+    "visit_pair": CLINICIANS,
+    "message_pairs": CLINICIANS,
+    "end_pairs": CLINICIANS,
+    "extend": CLINICIANS,
+    "start_segment": CLINICIANS,
+    "queue_segment": CLINICIANS,
+    "next_segment": CLINICIANS,
+    "end_segment": CLINICIANS,
 }
+
+# A well-formed payload of each event that needs one (the rest send {}).
+PAYLOADS: dict[str, dict[str, object]] = {
+    **{
+        event: {"participant_id": "p_nobody"}
+        for event in (
+            "admit",
+            "deny",
+            "force_media",
+            "move_to_lobby",
+            "lower_hand",
+            "clear_moment",
+            "remove",
+            "queue_segment",
+        )
+    },
+    "lock": {"locked": False},
+    "raise_hand": {"raised": False},
+    "need_moment": {"needed": False},
+    "publish": {"sdp": "v=0"},
+    "subscribe_answer": {"sdp": "v=0"},
+    "share_screen": {"on": False},
+    "start_pairs": {"duration_seconds": 600, "groups": None},
+    "visit_pair": {"group": None},
+    "message_pairs": {"text": "Two minutes"},
+    "extend": {"seconds": 60},
+    "start_segment": {"participant_ids": ["p_nobody"], "others": "hold"},
+}
+
+
+def test_every_signalling_event_is_in_the_table() -> None:
+    assert set(EVENTS) == set(CLIENT_EVENTS)
+
 
 Identity = Callable[[], Awaitable[str | None]]
 
@@ -197,27 +241,7 @@ async def test_every_event_refuses_every_role_it_does_not_serve(server: RunningS
         for event, allowed in EVENTS.items():
             client = await Client().connect(server.url, await makers[role]())
             try:
-                payload: dict[str, object] = {}
-                if event == "join":
-                    payload = {"room_code": code}
-                elif event in (
-                    "admit",
-                    "deny",
-                    "force_media",
-                    "move_to_lobby",
-                    "lower_hand",
-                    "clear_moment",
-                    "remove",
-                ):
-                    payload = {"participant_id": "p_nobody"}
-                elif event == "lock":
-                    payload = {"locked": False}
-                elif event == "raise_hand":
-                    payload = {"raised": False}
-                elif event == "need_moment":
-                    payload = {"needed": False}
-                elif event in ("publish", "subscribe_answer"):
-                    payload = {"sdp": "v=0"}
+                payload = {"room_code": code} if event == "join" else PAYLOADS.get(event, {})
                 ack = await client.call(event, payload)
                 refused = not ack["ok"] and ack["error"]["code"] == "not_allowed"
                 if refused == (role in allowed):

@@ -6,7 +6,12 @@
  * Every action is a signalling request the server checks and enforces; the panels show
  * the outcome from the `roster` and `lobby` events that follow, never a guess.
  */
-import type { ActivityEvent, LobbyEvent, ParticipantView } from "./generated/protocol";
+import type {
+  ActivityEvent,
+  LobbyEvent,
+  ParticipantView,
+  TimerLimitsView,
+} from "./generated/protocol";
 import { FacilitatorConsole } from "./console";
 import { LobbyPanel } from "./lobby";
 import type { NameBook } from "./names";
@@ -121,6 +126,12 @@ export class Facilitation {
     this.pairs.setActive(active);
     this.segments.setActive(active);
     if (!active) this.onActivity(null);
+  }
+
+  /** The room's timer limits (the join answer's policy), for the pairs and segments. */
+  setLimits(limits: TimerLimitsView): void {
+    this.pairs.setLimits(limits);
+    this.segments.setLimits(limits);
   }
 
   /** Our own participant id while we hold a seat. */

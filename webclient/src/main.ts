@@ -12,6 +12,9 @@
  * Where each participant is — the whole group, a breakout pair, a one-to-one segment,
  * on hold — is the server's (the `activity` event): the grid shows only the people we
  * share media with, and activity.ts says where we are and how long is left.
+ *
+ * A clinician may share their screen (screenshare.ts, on the publish connection's third
+ * m-line); everyone else in their place sees it large above the grid (stage.ts).
  */
 import type {
   ActivityEvent,
@@ -27,8 +30,10 @@ import { explainProblem, getLocalMedia, type LocalMedia, stopStream } from "./de
 import { Facilitation } from "./facilitation";
 import { PublishConnection, SubscribeConnection } from "./media";
 import { NameBook } from "./names";
+import { ScreenShare } from "./screenshare";
 import { PatientSignals } from "./signals";
 import { Signalling, SignallingError } from "./signalling";
+import { ScreenStage, sharerInPlace } from "./stage";
 import { type AppState, type StateDetails, View } from "./ui";
 
 const LEAVE_ACK_TIMEOUT_MS = 3_000;
@@ -44,6 +49,10 @@ class App {
   private readonly facilitation: Facilitation | null;
   /** The patient's raise-hand and "I need a moment" buttons (null for clinicians). */
   private readonly signals: PatientSignals | null;
+  /** The clinician's "Share screen" button (null for patients). */
+  private readonly screenShare: ScreenShare | null;
+  /** A screen shared in our place, large above the grid. */
+  private readonly stage = new ScreenStage();
   /** The room's policy: may a patient muted by a clinician unmute themselves? */
   private patientsMayUnmute = true;
   private state: AppState = "joining";
@@ -90,6 +99,16 @@ class App {
             await this.signalling.request("need_moment", { needed });
           },
         });
+    this.screenShare = clinician
+      ? new ScreenShare({
+          send: async (track) => {
+            await this.publish?.useScreen(track);
+          },
+          announce: async (on) => {
+            await this.signalling.request("share_screen", { on });
+          },
+        })
+      : null;
   }
 
   start(): void {
@@ -141,6 +160,7 @@ class App {
     this.state = state;
     this.view.setState(state, details);
     this.signals?.setEnabled(state === "connected");
+    this.screenShare?.setEnabled(state === "connected");
   }
 
   /** Everyone past the lobby, as the server says now (our own forced state included). */
@@ -157,6 +177,7 @@ class App {
       this.videoForced = self.video_forced_off;
     }
     this.facilitation?.setRoster(participants);
+    if (self !== null) this.screenShare?.serverSays(self.screen_on);
     this.activityDisplay.refreshNames();
     this.signals?.setHandRaised(this.self()?.hand_raised ?? false);
     this.applyTrackStates();
@@ -256,6 +277,7 @@ class App {
     this.facilitation?.setSelf(joined.participant_id);
     this.reconnectGraceMs = joined.reconnect_grace_seconds * 1000;
     this.patientsMayUnmute = joined.policy.patients_may_unmute;
+    this.facilitation?.setLimits(joined.policy.timers);
     this.signals?.setMomentNeeded(joined.needs_moment);
     this.facilitation?.setActive(true);
     if (joined.place === "lobby") {
@@ -295,6 +317,7 @@ class App {
     this.forgetActivity();
     this.slots.clear();
     this.view.tiles.clear();
+    this.stage.show(null, null);
     this.signals?.reset();
     this.applyTrackStates();
     this.showSwitches();
@@ -323,10 +346,13 @@ class App {
       const stream = this.local?.stream ?? new MediaStream();
       if (stale()) return;
 
-      const publish = new PublishConnection(stream);
+      const publish = new PublishConnection(stream, this.screenShare !== null);
       this.retire(this.publish);
       this.publish = publish;
       this.watchConnection(publish.pc);
+      // A screen shared before a reconnect goes on on the new connection.
+      const screen = this.screenShare?.screenTrack ?? null;
+      if (screen !== null) await publish.useScreen(screen);
       const offer = await publish.createOffer();
       if (stale()) return;
       const answer = await this.signalling.request("publish", { sdp: offer });
@@ -538,6 +564,8 @@ class App {
     this.facilitation?.setActive(false);
     this.facilitation?.setSelf(null);
     this.signals?.reset();
+    this.screenShare?.reset();
+    this.stage.show(null, null);
     this.selfId = null;
     this.roster = [];
     this.forgetActivity();
@@ -578,6 +606,8 @@ class App {
   private render(): void {
     if (this.selfId === null || this.finished) return;
     const selfId = this.selfId;
+    const sharer = sharerInPlace(this.roster, this.activity, selfId);
+    this.stage.show(sharer, this.subscribe?.screenStream ?? null);
     // Only the people we share media with (in a pair: the partner). On hold, everyone,
     // without pictures: the hold screen says why.
     const shown = tilesShown(this.activity);

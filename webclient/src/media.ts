@@ -36,25 +36,39 @@ function localSdp(pc: RTCPeerConnection): string {
  * Send-only connection carrying our microphone and camera. It always offers one audio
  * and one video sender, with or without a track: a device that becomes available later
  * (or a different device) is swapped in with `replaceTrack`, without renegotiating.
+ *
+ * A clinician's connection offers a third m-line from the start, a second video: the
+ * shared screen (the server takes the second video m-line as the screen). It sends
+ * nothing until sharing starts, and sharing starts and stops with `replaceTrack` too.
  */
 export class PublishConnection {
   readonly pc = new RTCPeerConnection({ iceServers: [] });
   private readonly audio: RTCRtpSender;
   private readonly video: RTCRtpSender;
+  private readonly screen: RTCRtpSender | null;
 
-  constructor(stream: MediaStream) {
+  constructor(stream: MediaStream, withScreen: boolean) {
     const [audioTrack] = stream.getAudioTracks();
     const [videoTrack] = stream.getVideoTracks();
     const send = (kind: "audio" | "video", track: MediaStreamTrack | undefined): RTCRtpSender =>
       this.pc.addTransceiver(track ?? kind, { direction: "sendonly", streams: [stream] }).sender;
     this.audio = send("audio", audioTrack);
     this.video = send("video", videoTrack);
+    this.screen = withScreen
+      ? this.pc.addTransceiver("video", { direction: "sendonly" }).sender
+      : null;
   }
 
   /** Send the tracks of `stream` (a missing kind sends nothing). */
   async useStream(stream: MediaStream): Promise<void> {
     await this.audio.replaceTrack(stream.getAudioTracks()[0] ?? null);
     await this.video.replaceTrack(stream.getVideoTracks()[0] ?? null);
+  }
+
+  /** Send `track` as the shared screen (null: send nothing). Clinicians only. */
+  async useScreen(track: MediaStreamTrack | null): Promise<void> {
+    if (this.screen === null) throw new Error("This connection cannot share a screen.");
+    await this.screen.replaceTrack(track);
   }
 
   /** Our complete offer (with candidates). */
@@ -76,11 +90,14 @@ export class PublishConnection {
 /**
  * Receive-only connection offered by the server with a fixed set of slots; each slot is
  * one audio and one video m-line. The server says which participant feeds which slot.
+ * After the slots, one video m-line carries the screen shared in our place, if any.
  */
 export class SubscribeConnection {
   readonly pc = new RTCPeerConnection({ iceServers: [] });
   /** slot index -> stream of that slot's audio and video tracks */
   readonly slotStreams = new Map<number, MediaStream>();
+  /** The shared screen's m-line (whoever shares in our place feeds it; null: none yet). */
+  screenStream: MediaStream | null = null;
 
   /** Apply the server's offer and return our complete answer (with candidates). */
   async answer(offer: SubscribeOffer): Promise<string> {
@@ -90,6 +107,8 @@ export class SubscribeConnection {
       if (transceiver.mid !== null) trackByMid.set(transceiver.mid, transceiver.receiver.track);
     }
     for (const slot of offer.slots) this.addSlot(slot, trackByMid);
+    const screen = trackByMid.get(offer.screen_mid);
+    this.screenStream = screen === undefined ? null : new MediaStream([screen]);
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     await iceGatheringComplete(this.pc);
     return localSdp(this.pc);

@@ -6,13 +6,13 @@
  * "Visit" button, "Back to plenary", a message to all pairs, "Extend 5 min" and "End
  * pairs now". What runs is the server's (the `activity` event's facilitator view): the
  * panel shows it and never guesses; refusals come back in the ack and are shown here.
+ * The room's limits (from the join answer) set the length's range and the message's.
  */
-import type { FacilitatorView, ParticipantView } from "./generated/protocol";
+import type { FacilitatorView, ParticipantView, TimerLimitsView } from "./generated/protocol";
 import { actionRunner, button, byId, make } from "./dom";
+import { EXTEND_SECONDS, extendSeconds, extendText, limitMinutes, rangeText } from "./limits";
 import { joinNames, type NameBook } from "./names";
 import { PairBoard } from "./pairboard";
-
-export const EXTEND_SECONDS = 5 * 60;
 
 /** What the panel asks the session to do; each rejects with a user-readable error. */
 export interface PairsActions {
@@ -37,6 +37,7 @@ export class PairsPanel {
   private readonly blocked = byId("pairs-blocked", HTMLElement);
   private readonly running = byId("pairs-running", HTMLElement);
   private readonly minutes = byId("pairs-minutes", HTMLInputElement);
+  private readonly minutesHint = byId("pairs-minutes-hint", HTMLElement);
   private readonly randomButton = byId("random-pairs-button", HTMLButtonElement);
   private readonly addGroupButton = byId("add-pair-button", HTMLButtonElement);
   private readonly startButton = byId("start-pairs-button", HTMLButtonElement);
@@ -51,6 +52,9 @@ export class PairsPanel {
   private readonly busy = actionRunner(this.panel, this.error);
   private view: FacilitatorView | null = null;
   private selfId: string | null = null;
+  /** What one "Extend" adds (the room may allow less than the usual 5 minutes). */
+  private extendBy = EXTEND_SECONDS;
+  private limitsKnown = false;
 
   constructor(
     private readonly actions: PairsActions,
@@ -62,7 +66,7 @@ export class PairsPanel {
     this.backButton.addEventListener("click", () => void this.busy(() => this.actions.visit(null)));
     this.extendButton.addEventListener(
       "click",
-      () => void this.busy(() => this.actions.extend(EXTEND_SECONDS)),
+      () => void this.busy(() => this.actions.extend(this.extendBy)),
     );
     this.endButton.addEventListener("click", () => void this.busy(() => this.actions.end()));
     this.messageForm.addEventListener("submit", (event) => {
@@ -82,6 +86,17 @@ export class PairsPanel {
 
   setActive(active: boolean): void {
     this.panel.hidden = !active;
+  }
+
+  /** The room's limits: the length's range, one extension, the message's length. */
+  setLimits(limits: TimerLimitsView): void {
+    const { pairs_min_seconds: min, pairs_max_seconds: max } = limits;
+    limitMinutes(this.minutes, min, max, !this.limitsKnown);
+    this.limitsKnown = true;
+    this.minutesHint.textContent = rangeText(min, max);
+    this.extendBy = extendSeconds(limits.extension_max_seconds);
+    this.extendButton.textContent = extendText(this.extendBy);
+    this.messageInput.maxLength = limits.pairs_message_max_chars;
   }
 
   /** Our own participant id (to tell which pair we visit). */

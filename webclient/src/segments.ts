@@ -2,17 +2,31 @@
  * The facilitator's "Segments" panel (clinicians only): one-to-one time with one patient
  * after another while the others wait on a hold screen or carry on together.
  *
- * Before: whom first, whom after (the queue), the length in minutes (empty: the
- * session's standard length, which the server knows), what the others do, "Start
- * segment". While one runs: with whom, the time left, the queue's progress (done / now
- * / next), "Add to queue", "Next person", "Extend 5 min", "End segment". The server
- * checks the limits; its refusals are shown here.
+ * Before: whom first, whom after (the queue), the length in minutes (filled in with the
+ * room's standard length, from the join answer's limits, with its range; empty: the
+ * standard length too), what the others do, "Start segment". While one runs: with whom,
+ * the time left, the queue's progress (done / now / next), "Add to queue", "Next
+ * person", "Extend 5 min", "End segment". The server checks the limits; its refusals
+ * are shown here.
  */
-import type { FacilitatorView, ParticipantView, SegmentView } from "./generated/protocol";
+import type {
+  FacilitatorView,
+  ParticipantView,
+  SegmentView,
+  TimerLimitsView,
+} from "./generated/protocol";
 import { clockText, Countdown } from "./countdown";
 import { actionRunner, button, byId, make } from "./dom";
+import {
+  EXTEND_SECONDS,
+  extendSeconds,
+  extendText,
+  limitMinutes,
+  minutesValue,
+  rangeText,
+} from "./limits";
 import type { NameBook } from "./names";
-import { EXTEND_SECONDS, minutesToSeconds } from "./pairs";
+import { minutesToSeconds } from "./pairs";
 
 export type OthersDuringSegment = "hold" | "plenary";
 
@@ -40,6 +54,7 @@ export class SegmentsPanel {
   private readonly thenAdd = byId("segment-then-add", HTMLButtonElement);
   private readonly thenList = byId("segment-then-list", HTMLOListElement);
   private readonly minutes = byId("segment-minutes", HTMLInputElement);
+  private readonly minutesHint = byId("segment-minutes-hint", HTMLElement);
   private readonly startButton = byId("start-segment-button", HTMLButtonElement);
   private readonly current = byId("segment-current", HTMLElement);
   private readonly othersNote = byId("segment-others-note", HTMLElement);
@@ -60,6 +75,9 @@ export class SegmentsPanel {
   private then: string[] = [];
   private segment: SegmentView | null = null;
   private pairsRunning = false;
+  /** What one "Extend" adds (the room may allow less than the usual 5 minutes). */
+  private extendBy = EXTEND_SECONDS;
+  private limitsKnown = false;
 
   constructor(
     private readonly actions: SegmentActions,
@@ -86,7 +104,7 @@ export class SegmentsPanel {
     this.nextButton.addEventListener("click", () => void this.busy(() => this.actions.next()));
     this.extendButton.addEventListener(
       "click",
-      () => void this.busy(() => this.actions.extend(EXTEND_SECONDS)),
+      () => void this.busy(() => this.actions.extend(this.extendBy)),
     );
     this.endButton.addEventListener("click", () => void this.busy(() => this.actions.end()));
     this.render();
@@ -95,6 +113,19 @@ export class SegmentsPanel {
   setActive(active: boolean): void {
     this.panel.hidden = !active;
     if (!active) this.countdown.stop();
+  }
+
+  /** The room's limits: the standard length (filled in), the range, one extension. */
+  setLimits(limits: TimerLimitsView): void {
+    const { segment_min_seconds: min, segment_max_seconds: max } = limits;
+    const standard = limits.segment_default_seconds;
+    limitMinutes(this.minutes, min, max, !this.limitsKnown, standard);
+    this.limitsKnown = true;
+    this.minutesHint.textContent =
+      `${rangeText(min, max)} The standard length is ${minutesValue(standard)} minutes ` +
+      "(used when this is left empty).";
+    this.extendBy = extendSeconds(limits.extension_max_seconds);
+    this.extendButton.textContent = extendText(this.extendBy);
   }
 
   /** The patients in the session (whom a segment can be with). */

@@ -33,6 +33,7 @@ from telecircle.domain.events import (
     PairsMessaged,
     PairsStarted,
     PairVisited,
+    ScreenShared,
     SegmentEnded,
     SegmentQueued,
     SegmentStarted,
@@ -41,6 +42,7 @@ from telecircle.domain.events import (
 )
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import Breakout, Participant, Place, RoomState, SeatRole, Segment
+from telecircle.domain.placement import locations
 
 Decision = tuple[RoomState, list[Event]]
 
@@ -162,6 +164,24 @@ def tidy(state: RoomState, now: float) -> Decision:
     return state, events
 
 
+def stop_moved_screens(before: RoomState, after: RoomState, now: float) -> Decision:
+    """A shared screen stops when its sharer's place changes (a timer ends the segment
+    or the pairs, a visit, a move): it was shown to the people of one place and must
+    not follow the sharer to others. (A dropped connection does not stop it: the page
+    comes back and goes on sharing; meanwhile another clinician may take over.)"""
+    was = locations(before)
+    now_at = locations(after)
+    events: list[Event] = []
+    for p in after.participants:
+        earlier = before.find(p.id)
+        if not p.screen_on or earlier is None or not earlier.screen_on:
+            continue
+        if was[p.id].media_group != now_at[p.id].media_group:
+            after = seats.update(after, replace(p, screen_on=False))
+            events.append(ScreenShared(p.id, False, now))
+    return after, events
+
+
 def _kept(
     members: tuple[ParticipantId, ...], present: set[ParticipantId]
 ) -> tuple[ParticipantId, ...]:
@@ -224,6 +244,8 @@ def _message(state: RoomState, command: MessagePairs, now: float) -> Decision:
     text = " ".join(command.text.split())
     if not text:
         raise InvalidCommand("Write a message first.")
+    if not text.isprintable():
+        raise InvalidCommand("Messages may not contain control characters.")
     limit = state.limits.message_max_chars
     if len(text) > limit:
         raise InvalidCommand(f"Messages to the pairs are at most {limit} characters.")

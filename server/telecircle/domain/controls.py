@@ -179,12 +179,18 @@ def _share_screen(state: RoomState, command: ShareScreen, now: float) -> Decisio
     sharer = seats.clinician(state, command.participant_id)
     if sharer.screen_on == command.on:
         return state, []
+    events: list[Event] = []
     if command.on:
         other = next((p for p in state.participants if p.screen_on), None)
-        if other is not None:
+        if other is not None and not other.away:
             raise ActivityConflict(f"{other.display_name} is sharing their screen already.")
+        if other is not None:
+            # A sharer whose connection dropped does not hold the screen from the others.
+            state = seats.update(state, replace(other, screen_on=False))
+            events.append(ScreenShared(other.id, False, now))
     updated = replace(sharer, screen_on=command.on)
-    return seats.update(state, updated), [ScreenShared(sharer.id, command.on, now)]
+    events.append(ScreenShared(sharer.id, command.on, now))
+    return seats.update(state, updated), events
 
 
 def _lock(state: RoomState, command: Lock, now: float) -> Decision:

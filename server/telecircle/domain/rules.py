@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from telecircle.domain import seats
-from telecircle.domain.activities import tidy
+from telecircle.domain.activities import stop_moved_screens, tidy
 from telecircle.domain.commands import (
     Admit,
     AdmitAll,
@@ -58,7 +58,8 @@ def decide(state: RoomState, command: Command, now: float) -> tuple[RoomState, l
     if decided is state:
         return state, events
     tidied, more = tidy(decided, now)
-    return tidied, events + more
+    settled, stopped = stop_moved_screens(state, tidied, now)
+    return settled, events + more + stopped
 
 
 def _decide(state: RoomState, command: Command, now: float) -> Decision:

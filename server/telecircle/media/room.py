@@ -196,6 +196,10 @@ class MediaRoom:
         for subscriber in self._subscribers.values():
             self._route(subscriber)
 
+    def audience(self, ref: TrackRef) -> frozenset[ParticipantId]:
+        """Who the room forwards ``ref`` to now (the routing last set)."""
+        return self._audiences.get(ref, EMPTY)
+
     def _route(self, subscriber: Subscriber) -> None:
         pid = subscriber.pid
         wanted = {

@@ -103,11 +103,15 @@ class EntryPolicy:
                 raise NotAllowed("You are not one of this group's clinicians.")
             return Entrant(principal.key, principal.display_name or "Clinician", SeatRole.CLINICIAN)
         if principal.role is Role.PATIENT and principal.room_id == room.id:
-            checked_in = seat_held or self._check_ins.get(principal.key) is not None
-            if principal.display_name is None or not checked_in:
+            checked_in = self._check_ins.get(principal.key) is not None
+            if principal.display_name is None or not (checked_in or seat_held):
                 raise NotAllowed("Please complete the page before the session first.")
             return Entrant(
-                principal.key, principal.display_name, SeatRole.PATIENT, principal.credential
+                principal.key,
+                principal.display_name,
+                SeatRole.PATIENT,
+                principal.credential,
+                returning_only=not checked_in,
             )
         raise NotAllowed("You cannot join this group with this link.")
 

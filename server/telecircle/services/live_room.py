@@ -49,6 +49,9 @@ class Entrant:
     # What proves it this time (a patient's pass id): a patient returning with another
     # credential is another device, which goes through the lobby again.
     credential: str = ""
+    # Only back into a seat still held for them (let in without checking in again):
+    # refused if that seat has ended meanwhile.
+    returning_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,8 @@ MIN_EXPIRY_RETRY = 1.0
 
 def random_pairs(state: RoomState) -> tuple[tuple[ParticipantId, ...], ...]:
     """Every patient in the session (not in the lobby), in pairs made at random."""
-    people = [p.id for p in state.admitted_patients()]
+    # Not those whose connection is gone: their partner would sit alone.
+    people = [p.id for p in state.admitted_patients() if not p.away]
     secrets.SystemRandom().shuffle(people)
     return pair_up(people)
 

@@ -33,18 +33,18 @@ from telecircle.domain.commands import (
     Knock,
     Leave,
     LeaveReason,
+    Remove,
     Resume,
     SetOwnMedia,
     StartPairs,
     TimersDue,
 )
-from telecircle.domain.errors import NotInRoom
+from telecircle.domain.errors import NotAllowed, NotInRoom
 from telecircle.domain.events import (
     Event,
     MovedToLobby,
     ParticipantAway,
     ParticipantLeft,
-    ParticipantRemoved,
 )
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId, new_participant_id
 from telecircle.domain.model import Place, RoomState, SeatRole, TimerLimits
@@ -141,6 +141,15 @@ class RoomService:
                 if entrant.key in live.denied:
                     raise DeniedEntry("Your therapist did not let you into this session.")
                 held = live.seat_of.get(entrant.key)
+                returning = (
+                    held is not None
+                    and live.seated(held)
+                    and not self._other_device(live, held, entrant)
+                )
+                if entrant.returning_only and not returning:
+                    # Let in without the page before the session only to take back a
+                    # held seat, which has ended meanwhile.
+                    raise NotAllowed("Please complete the page before the session first.")
                 if held is not None and live.seated(held):
                     if not self._other_device(live, held, entrant):
                         await self._apply(live, Resume(held))
@@ -207,11 +216,25 @@ class RoomService:
         """A clinician turns a waiting patient away; their seat ends."""
         live = self._seated(code, by)
         async with live.lock:
-            key = live.key_of.get(pid)
-            await self._apply(live, Deny(pid, by))
-            if key is not None:
-                live.denied.add(key)
+            await self._apply_turning_away(live, pid, Deny(pid, by))
         await self._after_leave(live, pid)
+
+    async def _apply_turning_away(
+        self, live: LiveRoom, pid: ParticipantId, command: Command
+    ) -> Sequence[Event]:
+        """Apply a command that turns ``pid`` away for the rest of the session (a denial,
+        a removal): their seat key is refused from then on. Added before the change is
+        recorded, so the saved snapshot has it too (a restart keeps them out)."""
+        key = live.key_of.get(pid)
+        fresh = key is not None and key not in live.denied
+        if key is not None:
+            live.denied.add(key)
+        try:
+            return await self._apply(live, command)
+        except BaseException:
+            if fresh and key is not None:
+                live.denied.discard(key)
+            raise
 
     async def control(
         self, code: RoomCode, sender: ParticipantId, command: ControlCommand
@@ -224,13 +247,12 @@ class RoomService:
         async with live.lock:
             if isinstance(command, StartPairs) and not command.groups:
                 command = replace(command, groups=random_pairs(live.state))
-            events = await self._apply(live, command)
-            for event in events:
-                if isinstance(event, ParticipantRemoved):
-                    # Out of this session: not back into its lobby with the same link.
-                    key = live.key_of.get(event.participant_id)
-                    if key is not None:
-                        live.denied.add(key)
+            if isinstance(command, Remove):
+                # Out of this session: not back into its lobby with the same link.
+                target = command.participant_id
+                events = await self._apply_turning_away(live, target, command)
+            else:
+                events = await self._apply(live, command)
             if isinstance(command, EndSession) and not live.closed:
                 # Closed while still locked, so nobody enters the session that ended.
                 await self._close_room(live)
@@ -256,8 +278,11 @@ class RoomService:
         if live is None:
             return False
         pid = live.seat_of.get(key)
+        participant = None if pid is None or not live.seated(pid) else live.state.find(pid)
         return (
-            pid is not None and live.seated(pid) and live.credential_of.get(pid, "") == credential
+            participant is not None
+            and participant.place is not Place.LOBBY
+            and live.credential_of.get(participant.id, "") == credential
         )
 
     def seat_key(self, code: RoomCode, pid: ParticipantId) -> str | None:
@@ -447,6 +472,8 @@ class RoomService:
         except SnapshotError:
             log.exception("session not resumed", extra={"session": found.session_id})
             return False
+        if not restored.state.participants:
+            return False  # stopped as its last seat ended: nothing to resume
         code = RoomCode(room.code)
         live = LiveRoom(room=room, state=restored.state, media=self._media_factory(code))
         for pid, owner in restored.owners.items():
@@ -457,10 +484,13 @@ class RoomService:
         live.denied.update(restored.denied)
         was = decode_snapshot(found.snapshot.body, self._timer_limits).state
         away = [ParticipantAway(p.id, now) for p in was.participants if not p.away]
+        snapshot = self._snapshot(live, live.state)
         try:
-            await stores.record_events(
-                self._db, found.session_id, away, self._snapshot(live, live.state)
-            )
+            await stores.record_events(self._db, found.session_id, away)
+            if snapshot is not None:
+                # The timers as they resume (moved on by the downtime), even with no
+                # event to record: a crash of this process counts from here.
+                await stores.save_snapshot(self._db, found.session_id, snapshot)
         except Exception:
             log.exception("resumed session not recorded", extra={"session": found.session_id})
         self._rooms[code] = live
@@ -554,15 +584,18 @@ class RoomService:
             log.info("room opened", extra={"room": code, "session": session.id})
             return live
 
-    async def _apply(self, live: LiveRoom, command: Command) -> Sequence[Event]:
+    async def _apply(
+        self, live: LiveRoom, command: Command, now: float | None = None
+    ) -> Sequence[Event]:
         """Decide, persist, route, announce. Caller holds ``live.lock``.
 
         One exception to that order, for privacy: a change that only takes listeners
         away (a mute, camera off, back to the lobby) is routed before it is persisted,
         so the SFU stops forwarding at once rather than after the database's fsync; if
         persisting fails, the routing is put back and nothing is announced.
+        ``now`` overrides the clock (a timer applies what was due at its deadline).
         """
-        new_state, events = decide(live.state, command, self._clock.now())
+        new_state, events = decide(live.state, command, self._clock.now() if now is None else now)
         if not events:
             return events
         audiences = all_audiences(new_state)
@@ -585,10 +618,15 @@ class RoomService:
         self, live: LiveRoom, command: Leave | Disconnect | ExpireAway
     ) -> Sequence[Event]:
         """Like _apply, for facts rather than requests (someone left, a connection
-        dropped, a window ran out): they happen even if they cannot be recorded."""
+        dropped, a window ran out): they happen even if they cannot be recorded. As in
+        _apply, a change that only takes listeners away (the last clinician dropping out
+        puts the patients on hold) is routed before it is written."""
         new_state, events = decide(live.state, command, self._clock.now())
         if not events:
             return events
+        audiences = all_audiences(new_state)
+        if not live.closed and only_restricts(all_audiences(live.state), audiences):
+            live.media.set_audiences(audiences)
         try:
             await stores.record_events(
                 self._db, live.state.session_id, events, self._snapshot(live, new_state)
@@ -640,7 +678,11 @@ class RoomService:
                 live.activity_timer = None
                 live.activity_deadline = None
                 try:
-                    await self._apply(live, TimersDue())
+                    # Applied as of the deadline at least, so what was due is applied
+                    # even if the clock stepped back since it was read.
+                    await self._apply(live, TimersDue(), now=max(deadline, self._clock.now()))
+                    if live.activity_timer is None:
+                        self._schedule_activity_timer(live)
                 except Exception:
                     log.exception("timer not applied", extra={"room": live.code})
                     # Try again shortly rather than leave the activity running forever.
