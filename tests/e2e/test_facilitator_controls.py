@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Site
+from tests.e2e.group import admitted_patients
 from tests.e2e.room_page import (
     BLUE,
     GREEN,
     RED,
-    RGB,
     YELLOW,
     Browsers,
     RoomPage,
@@ -66,23 +66,6 @@ async def open_room(
     assert "Room saved" in (await alice.page.text_content("main") or "")
     await alice.enter_as_clinician(f"{base}/room/{room_id}")
     return room_id, alice
-
-
-async def admitted_patients(
-    site: Site, browsers: Browsers, room_id: str, alice: RoomPage, colours: dict[str, RGB]
-) -> dict[str, RoomPage]:
-    """Patients who opened their invites, waited, and were let in with "Admit everyone"."""
-    patients: dict[str, RoomPage] = {}
-    for name, colour in colours.items():
-        invite = await asyncio.to_thread(site.therapist.invite, room_id, name)
-        _, page = await browsers.open(name, colour)
-        await page.enter_as_patient(invite.url)
-        patients[name] = page
-    await alice.wait_waiting(set(colours))
-    await alice.page.click("#admit-all-button")
-    for page in patients.values():
-        await page.wait_state("connected")
-    return patients
 
 
 async def snapshot(page: RoomPage, pid: str, kind: str) -> dict[str, float]:

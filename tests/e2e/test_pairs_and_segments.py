@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Server, Site
+from tests.e2e.group import admitted_patients, therapist_in_new_room
 from tests.e2e.room_page import (
     BLUE,
     GREEN,
@@ -39,7 +40,6 @@ from tests.e2e.room_page import (
     Browsers,
     RoomPage,
     eventually,
-    session_cookie,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -220,22 +220,10 @@ async def back_in_plenary(pages: dict[str, RoomPage], timeout: float) -> None:
 async def test_pairs_then_a_segment_return_to_the_plenary_by_themselves(
     site: Site, browsers: Browsers, artifacts_dir: Path
 ) -> None:
-    base = site.server.base_url
-    room_id = await asyncio.to_thread(site.therapist.create_room, "Pairs group", 5)
-    _, alice = await browsers.open(
-        "Alice", RED, cookies=[session_cookie(base, site.therapist.session_cookie())]
+    room_id, alice = await therapist_in_new_room(site, browsers, "Pairs group")
+    patients = await admitted_patients(
+        site, browsers, room_id, alice, {n: COLOURS[n] for n in ("Bob", "Carol", "Dan")}
     )
-    await alice.enter_as_clinician(f"{base}/room/{room_id}")
-    patients: dict[str, RoomPage] = {}
-    for name in ("Bob", "Carol", "Dan"):
-        invite = await asyncio.to_thread(site.therapist.invite, room_id, name)
-        _, page = await browsers.open(name, COLOURS[name])
-        await page.enter_as_patient(invite.url)
-        patients[name] = page
-    await alice.wait_waiting(set(patients))
-    await alice.page.click("#admit-all-button")
-    for page in patients.values():
-        await page.wait_state("connected")
     pages = {"Alice": alice, **patients}
     bob, carol, dan = patients["Bob"], patients["Carol"], patients["Dan"]
     await sees_only(pages, {name: set(COLOURS) - {name} for name in pages})

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Site
+from tests.e2e.group import admitted_patients, therapist_in_new_room
 from tests.e2e.room_page import (
     BLUE,
     GREEN,
@@ -210,22 +211,10 @@ async def screen_flows(page: RoomPage) -> None:
 async def test_the_screen_is_shown_large_to_everyone_in_the_sharers_place(
     site: Site, browsers: Browsers, artifacts_dir: Path
 ) -> None:
-    base = site.server.base_url
-    room_id = await asyncio.to_thread(site.therapist.create_room, "Screen group", 5)
-    _, alice = await browsers.open(
-        "Alice", RED, cookies=[session_cookie(base, site.therapist.session_cookie())]
+    room_id, alice = await therapist_in_new_room(site, browsers, "Screen group")
+    patients = await admitted_patients(
+        site, browsers, room_id, alice, {n: COLOURS[n] for n in ("Bob", "Carol", "Dan")}
     )
-    await alice.enter_as_clinician(f"{base}/room/{room_id}")
-    patients: dict[str, RoomPage] = {}
-    for name in ("Bob", "Carol", "Dan"):
-        invite = await asyncio.to_thread(site.therapist.invite, room_id, name)
-        _, page = await browsers.open(name, COLOURS[name])
-        await page.enter_as_patient(invite.url)
-        patients[name] = page
-    await alice.wait_waiting(set(patients))
-    await alice.page.click("#admit-all-button")
-    for page in patients.values():
-        await page.wait_state("connected")
     bob, carol, dan = patients["Bob"], patients["Carol"], patients["Dan"]
     for page in patients.values():
         await page.wait_colour("Alice", RED)

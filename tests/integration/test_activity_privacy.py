@@ -44,7 +44,7 @@ from telecircle.media.room import MediaRoom
 from telecircle.media.vp8 import parse_vp8
 from tests.conftest import ROOMS, RunningServer, start_server
 from tests.integration.signalled_room import SignalledRoom
-from tests.integration.test_mute_privacy import FLOW_TIMEOUT, WINDOW_PACKETS, settle
+from tests.integration.test_mute_privacy import FLOW_TIMEOUT, WINDOW_PACKETS, Member, settle
 from tests.media.peer import EncodedMedia, SyntheticPeer, encode_media, wait_until
 from tests.signalling.client import Client
 
@@ -124,22 +124,10 @@ class TaggedPeer(SyntheticPeer):
 
 
 @dataclass
-class Person:
-    name: str
-    client: Client
+class Person(Member):
+    """A member of the session whose peer tags what it publishes."""
+
     peer: TaggedPeer
-
-    @property
-    def pid(self) -> ParticipantId:
-        return self.peer.pid
-
-    def sent(self, kind: TrackKind) -> int:
-        track = self.peer.audio_track if kind is AUDIO else self.peer.video_track
-        assert track is not None
-        return track.sent
-
-    async def call(self, event: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        return await self.client.call(event, {} if data is None else data)
 
     async def ok(self, event: str, data: dict[str, Any] | None = None) -> None:
         ack = await self.call(event, data)

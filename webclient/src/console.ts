@@ -6,7 +6,8 @@
  * Beside each "needs a moment" entry, one click starts a one-to-one segment with that
  * person (or queues them for the segment running). "Where everyone is" lists each
  * participant's place (the group, pair N, the segment, on hold, waiting) from the
- * clinicians' view of the `activity` event.
+ * clinicians' view of the `activity` event, and "speaking" beside whoever we hear
+ * speaking now (not a live region: it would be read out all the time).
  *
  * The lists come from the server's `lobby` and `activity` events (ids, in order) and take
  * names from the roster. Nothing here is shown to patients: the server sends the moments
@@ -79,6 +80,8 @@ export class FacilitatorConsole {
   /** Everyone past the lobby, in roster order (ids). */
   private present: string[] = [];
   private activity: FacilitatorView | null = null;
+  /** Whom we hear speaking now (ids). */
+  private speaking = new Set<string>();
 
   constructor(
     private readonly actions: ConsoleActions,
@@ -120,6 +123,15 @@ export class FacilitatorConsole {
   setActivity(view: FacilitatorView | null): void {
     this.activity = view;
     this.render();
+  }
+
+  /** Whom we hear speaking now (re-renders only when that changes). */
+  setSpeaking(speaking: ReadonlySet<string>): void {
+    const same =
+      speaking.size === this.speaking.size && [...speaking].every((id) => this.speaking.has(id));
+    if (same) return;
+    this.speaking = new Set(speaking);
+    this.renderPlaces();
   }
 
   /** The server's hands, moments and lock (from the clinicians' `lobby` event). */
@@ -202,7 +214,9 @@ export class FacilitatorConsole {
       (id) => {
         const item = make("li", "place-entry");
         item.dataset["participantId"] = id;
-        item.append(make("span", "place-entry-name"), make("span", "place-entry-where"));
+        const speaking = make("span", "place-entry-speaking", "speaking");
+        speaking.hidden = true;
+        item.append(make("span", "place-entry-name"), speaking, make("span", "place-entry-where"));
         return item;
       },
       (item, id) => {
@@ -212,6 +226,10 @@ export class FacilitatorConsole {
         if (name) name.textContent = this.names.of(id);
         const where = item.querySelector(".place-entry-where");
         if (where) where.textContent = placeText(place, segment, id);
+        const speaking = this.speaking.has(id);
+        item.dataset["speaking"] = String(speaking);
+        const mark = item.querySelector<HTMLElement>(".place-entry-speaking");
+        if (mark) mark.hidden = !speaking;
       },
       "Nobody is here yet.",
     );

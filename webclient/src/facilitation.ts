@@ -155,6 +155,11 @@ export class Facilitation {
     this.segments.setPatients(patients);
   }
 
+  /** Whom we hear speaking now (the console says so beside their place). */
+  setSpeaking(speaking: ReadonlySet<string>): void {
+    this.console.setSpeaking(speaking);
+  }
+
   /** Our `activity` event (null: none, e.g. out of the session): the clinicians' view. */
   onActivity(event: ActivityEvent | null): void {
     const view = event?.facilitator ?? null;

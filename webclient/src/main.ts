@@ -15,6 +15,9 @@
  *
  * A clinician may share their screen (screenshare.ts, on the publish connection's third
  * m-line); everyone else in their place sees it large above the grid (stage.ts).
+ *
+ * Whoever is speaking gets a ring on their tile and, for a clinician, a word in the
+ * console (speaking.ts reads the connections' audio statistics a few times a second).
  */
 import type {
   ActivityEvent,
@@ -33,6 +36,7 @@ import { NameBook } from "./names";
 import { ScreenShare } from "./screenshare";
 import { PatientSignals } from "./signals";
 import { Signalling, SignallingError } from "./signalling";
+import { SpeakingDetector } from "./speaking";
 import { ScreenStage, sharerInPlace } from "./stage";
 import { type AppState, type StateDetails, View } from "./ui";
 
@@ -83,6 +87,28 @@ class App {
   /** Whether a clinician had our microphone / camera off at the last roster. */
   private audioForced = false;
   private videoForced = false;
+  /** Who is speaking: polls while we are in the session, stopped when it ends for us. */
+  private readonly speaking = new SpeakingDetector(
+    {
+      receiving: () => {
+        const subscribe = this.subscribe;
+        if (subscribe === null) return null;
+        return {
+          pc: subscribe.pc,
+          participantOf: (mid, trackId) => {
+            const index = subscribe.audioSlotOf(mid, trackId);
+            return index === undefined ? null : (this.slots.get(index) ?? null);
+          },
+        };
+      },
+      sending: () =>
+        this.publish === null || this.selfId === null
+          ? null
+          : { pc: this.publish.pc, participantId: this.selfId },
+      audible: (id) => this.audible(id),
+    },
+    () => this.render(),
+  );
 
   constructor() {
     const clinician = this.view.role === "clinician";
@@ -146,6 +172,8 @@ class App {
       if (!this.finished && this.state === "reconnecting") void this.takeSeat();
     });
     this.signalling.onRefused((error) => this.onConnectFailed(error));
+    // Leaving the page (closing, reloading, navigating) stops the statistics timer.
+    window.addEventListener("pagehide", () => this.speaking.stop());
     // Nothing is sent when the page closes or reloads: the socket simply drops, and the
     // server holds the seat for the reconnect window (a reload comes straight back into
     // it, without the lobby). Only the Leave button ends the seat at once.
@@ -158,6 +186,7 @@ class App {
 
   private setState(state: AppState, details?: StateDetails): void {
     this.state = state;
+    if (state === "connected") this.speaking.start();
     this.view.setState(state, details);
     this.signals?.setEnabled(state === "connected");
     this.screenShare?.setEnabled(state === "connected");
@@ -193,6 +222,17 @@ class App {
     this.activityDisplay.update(event);
     this.facilitation?.onActivity(event);
     this.render();
+  }
+
+  /** Whether `participantId` may be heard now: their microphone on, nobody turned it
+   * off (ours: our own switch too), connected. Nobody else can be "speaking". */
+  private audible(participantId: string): boolean {
+    const participant = this.roster.find((p) => p.id === participantId);
+    if (participant === undefined) return false;
+    if (!participant.audio_on || participant.audio_forced_off || !participant.connected) {
+      return false;
+    }
+    return participantId !== this.selfId || (this.micOn && !this.audioForced);
   }
 
   /** Our own entry in the roster (null in the lobby or before the first roster). */
@@ -310,6 +350,7 @@ class App {
 
   /** Wait in the lobby: no media connections, nobody's tiles, the waiting screen. */
   private toWaitingRoom(): void {
+    this.speaking.stop();
     this.closePeers();
     this.stopReconnectDeadline();
     this.mediaLostPending = false;
@@ -554,6 +595,7 @@ class App {
     this.finished = true;
     this.mediaLostPending = false;
     this.stopReconnectDeadline();
+    this.speaking.stop();
     this.attempt++;
     this.closePeers();
     if (leaving) {
@@ -614,6 +656,7 @@ class App {
     const visible = this.roster.filter(
       (participant) => participant.id === selfId || shown === null || shown.has(participant.id),
     );
+    const speaking = this.speaking.speaking();
     this.view.tiles.render(
       visible.map((participant) => {
         const isSelf = participant.id === selfId;
@@ -621,9 +664,11 @@ class App {
           participant,
           isSelf,
           stream: isSelf ? (this.local?.stream ?? null) : this.streamOf(participant.id),
+          speaking: speaking.has(participant.id),
         };
       }),
     );
+    this.facilitation?.setSpeaking(speaking);
   }
 
   private streamOf(participantId: string): MediaStream | null {

@@ -98,6 +98,8 @@ export class SubscribeConnection {
   readonly slotStreams = new Map<number, MediaStream>();
   /** The shared screen's m-line (whoever shares in our place feeds it; null: none yet). */
   screenStream: MediaStream | null = null;
+  /** audio m-line mid, and its track's id -> slot index (who is speaking, speaking.ts). */
+  private readonly audioSlots = new Map<string, number>();
 
   /** Apply the server's offer and return our complete answer (with candidates). */
   async answer(offer: SubscribeOffer): Promise<string> {
@@ -119,6 +121,17 @@ export class SubscribeConnection {
       (track): track is MediaStreamTrack => track !== undefined,
     );
     this.slotStreams.set(slot.index, new MediaStream(tracks));
+    this.audioSlots.set(`mid:${slot.audio_mid}`, slot.index);
+    const audio = trackByMid.get(slot.audio_mid);
+    if (audio !== undefined) this.audioSlots.set(`track:${audio.id}`, slot.index);
+  }
+
+  /** The slot whose audio arrives on m-line `mid` (or as track `trackId`), if any. */
+  audioSlotOf(mid: string | undefined, trackId: string | undefined): number | undefined {
+    return (
+      (mid === undefined ? undefined : this.audioSlots.get(`mid:${mid}`)) ??
+      (trackId === undefined ? undefined : this.audioSlots.get(`track:${trackId}`))
+    );
   }
 
   close(): void {

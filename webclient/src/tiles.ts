@@ -1,6 +1,9 @@
 /**
  * The grid of video tiles, one per participant past the lobby, each saying what is off
- * (by the participant or by a facilitator), whose hand is up, who is reconnecting.
+ * (by the participant or by a facilitator), whose hand is up, who is reconnecting, and
+ * who is speaking: a ring around the picture, and "speaking" in the tile's accessible
+ * name (a visually hidden part of the caption; not a live region: nothing is read out
+ * each time someone starts or stops talking).
  *
  * Display names are user input: they only ever go through textContent. A decorator
  * (the facilitator's per-tile controls) may add to each tile after it is updated.
@@ -12,6 +15,8 @@ export interface TileModel {
   participant: ParticipantView;
   isSelf: boolean;
   stream: MediaStream | null;
+  /** Heard speaking just now (never while muted). */
+  speaking: boolean;
 }
 
 /** Adds to a tile after each update (it owns what it adds, e.g. `.tile-controls`). */
@@ -67,10 +72,17 @@ function span(className: string, text = ""): HTMLSpanElement {
   return element;
 }
 
+/** A tile's own element ids (the tile is named by its name and "speaking" spans). */
+function tileIds(participantId: string): { name: string; speaking: string } {
+  return { name: `tile-${participantId}-name`, speaking: `tile-${participantId}-speaking` };
+}
+
 function createTile(participantId: string): HTMLElement {
   const tile = document.createElement("article");
   tile.className = "tile";
   tile.dataset["participantId"] = participantId;
+  const ids = tileIds(participantId);
+  tile.setAttribute("aria-labelledby", `${ids.name} ${ids.speaking}`);
 
   const video = document.createElement("video");
   video.autoplay = true;
@@ -83,8 +95,14 @@ function createTile(participantId: string): HTMLElement {
 
   const caption = document.createElement("div");
   caption.className = "tile-caption";
+  const name = span("tile-name");
+  name.id = ids.name;
+  // Empty while silent; ", speaking" while speaking (part of the tile's name).
+  const speaking = span("tile-speaking visually-hidden");
+  speaking.id = ids.speaking;
   caption.append(
-    span("tile-name"),
+    name,
+    speaking,
     span("indicator indicator-clinician", "Clinician"),
     span("indicator indicator-hand", "Hand raised"),
     span("indicator indicator-mic-off", "Mic off"),
@@ -118,10 +136,13 @@ function updateTile(tile: HTMLElement, model: TileModel): void {
   tile.dataset["audioForcedOff"] = String(participant.audio_forced_off);
   tile.dataset["videoForcedOff"] = String(participant.video_forced_off);
   tile.dataset["handRaised"] = String(participant.hand_raised);
-  tile.setAttribute("aria-label", label);
+  tile.dataset["speaking"] = String(model.speaking);
 
   const name = tile.querySelector<HTMLElement>(".tile-name");
   if (name) name.textContent = label;
+  const speaking = tile.querySelector<HTMLElement>(".tile-speaking");
+  const speakingText = model.speaking ? ", speaking" : "";
+  if (speaking && speaking.textContent !== speakingText) speaking.textContent = speakingText;
   const placeholder = tile.querySelector<HTMLElement>(".tile-placeholder");
   if (placeholder) placeholder.textContent = initial(participant.display_name);
   setHidden(tile, ".indicator-clinician", participant.role !== "clinician");
