@@ -9,7 +9,7 @@ import pytest
 
 from telecircle.domain.ids import ParticipantId, RoomCode
 from telecircle.domain.model import TrackKind, TrackRef
-from telecircle.services import rooms as rooms_module
+from telecircle.services import room_engine as rooms_module
 from telecircle.web.keys import ROOMS
 from tests.conftest import RunningServer
 from tests.signalling.client import Client
