@@ -41,7 +41,7 @@ from telecircle.domain.events import (
     TimerWarned,
 )
 from telecircle.domain.ids import ParticipantId
-from telecircle.domain.model import Breakout, Participant, Place, RoomState, SeatRole, Segment
+from telecircle.domain.model import Breakout, Participant, Place, RoomState, Segment
 from telecircle.domain.placement import locations
 
 Decision = tuple[RoomState, list[Event]]
@@ -169,6 +169,8 @@ def stop_moved_screens(before: RoomState, after: RoomState, now: float) -> Decis
     or the pairs, a visit, a move): it was shown to the people of one place and must
     not follow the sharer to others. (A dropped connection does not stop it: the page
     comes back and goes on sharing; meanwhile another clinician may take over.)"""
+    if not any(p.screen_on for p in before.participants):
+        return after, []  # the usual case: no places to compare
     was = locations(before)
     now_at = locations(after)
     events: list[Event] = []
@@ -380,4 +382,4 @@ def _minutes(seconds: float) -> str:
 
 
 def _in_session_patient(person: Participant | None) -> bool:
-    return person is not None and person.role is SeatRole.PATIENT and person.place is Place.PLENARY
+    return person is not None and person.admitted_patient

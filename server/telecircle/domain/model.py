@@ -73,6 +73,11 @@ class Participant:
     def away(self) -> bool:
         return self.away_since is not None
 
+    @property
+    def admitted_patient(self) -> bool:
+        """A patient past the lobby (who pairs and segments can be with)."""
+        return self.role is SeatRole.PATIENT and self.place is Place.PLENARY
+
 
 @dataclass(frozen=True, slots=True)
 class TimerLimits:
@@ -174,9 +179,7 @@ class RoomState:
 
     def admitted_patients(self) -> tuple[Participant, ...]:
         """Patients past the lobby, in order of arrival."""
-        return tuple(
-            p for p in self.participants if p.role is SeatRole.PATIENT and p.place is Place.PLENARY
-        )
+        return tuple(p for p in self.participants if p.admitted_patient)
 
     def waiting(self) -> tuple[Participant, ...]:
         """The lobby, in order of arrival."""

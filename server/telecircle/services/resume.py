@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from telecircle.domain.activities import shift_timers
+from telecircle.domain.events import ParticipantAway
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import RoomState, TimerLimits
 from telecircle.storage.snapshot_codec import (
@@ -52,15 +53,20 @@ def take_snapshot(
     return Snapshot(body, now)
 
 
-def restored_state(snapshot: Snapshot, limits: TimerLimits, now: float) -> LiveSnapshot:
+def restored_state(
+    snapshot: Snapshot, limits: TimerLimits, now: float
+) -> tuple[LiveSnapshot, list[ParticipantAway]]:
     """The snapshot's room as it resumes at ``now``: timers moved on by the time the
-    server was down, nobody connected yet (everyone is away since ``now``).
+    server was down, nobody connected yet (everyone is away since ``now``); and the
+    ParticipantAway events of those who were connected when it was saved (after a crash,
+    nothing recorded their going).
 
     Raises SnapshotError for a snapshot that cannot be read."""
     live = decode_snapshot(snapshot.body, limits)
+    away = [ParticipantAway(p.id, now) for p in live.state.participants if not p.away]
     state = shift_timers(live.state, max(0.0, now - snapshot.saved_at))
     state = replace(
         state,
         participants=tuple(replace(p, away_since=now) for p in state.participants),
     )
-    return replace(live, state=state)
+    return replace(live, state=state), away

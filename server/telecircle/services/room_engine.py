@@ -29,7 +29,6 @@ from telecircle.domain.commands import (
 )
 from telecircle.domain.events import (
     Event,
-    ParticipantAway,
     ParticipantLeft,
 )
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId, SessionId
@@ -49,7 +48,7 @@ from telecircle.services.resume import ResumePolicy, restored_state, take_snapsh
 from telecircle.services.tasks import TaskOwner
 from telecircle.storage import stores
 from telecircle.storage.database import Database
-from telecircle.storage.snapshot_codec import SnapshotError, decode_snapshot
+from telecircle.storage.snapshot_codec import SnapshotError
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ class RoomEngine:
         if room is None:
             return False
         try:
-            restored = restored_state(found.snapshot, self._timer_limits, now)
+            restored, away = restored_state(found.snapshot, self._timer_limits, now)
         except SnapshotError:
             log.exception("session not resumed", extra={"session": found.session_id})
             return False
@@ -180,15 +179,12 @@ class RoomEngine:
             live.credential_of[pid] = owner.credential
             live.epochs[pid] = 0
         live.denied.update(restored.denied)
-        was = decode_snapshot(found.snapshot.body, self._timer_limits).state
-        away = [ParticipantAway(p.id, now) for p in was.participants if not p.away]
-        snapshot = self._snapshot(live, live.state)
         try:
-            await stores.record_events(self._db, found.session_id, away)
-            if snapshot is not None:
-                # The timers as they resume (moved on by the downtime), even with no
-                # event to record: a crash of this process counts from here.
-                await stores.save_snapshot(self._db, found.session_id, snapshot)
+            # Saved as it resumes (timers moved on by the downtime), even with no event
+            # to record: a crash of this process counts from here.
+            await stores.record_events(
+                self._db, found.session_id, away, self._snapshot(live, live.state)
+            )
         except Exception:
             log.exception("resumed session not recorded", extra={"session": found.session_id})
         self._rooms[code] = live

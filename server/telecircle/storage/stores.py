@@ -321,13 +321,13 @@ async def record_events(
     Durable when it returns, so the caller may then send the events out. Returns what was stored.
 
     With ``snapshot``, the session's live state after these events is saved in the same
-    transaction (see :func:`save_snapshot`).
+    transaction (see :func:`save_snapshot`), even when there are no events.
 
     Raises :class:`SessionNotFound`, :class:`SessionNotOpen`, or
     :class:`InconsistentEvents` (a join while already present, a leave while absent,
     a participant id that belongs to another session); nothing is stored then.
     """
-    if not events:
+    if not events and snapshot is None:
         return []
     async with db.write() as conn:
         row = await _lock_session(conn, session_id)
@@ -335,7 +335,7 @@ async def record_events(
             raise SessionNotFound(f"no session {session_id}")
         if row.status != SESSION_OPEN:
             raise SessionNotOpen(f"session {session_id} has ended")
-        stored = await _append(conn, session_id, events)
+        stored = await _append(conn, session_id, events) if events else []
         if snapshot is not None:
             await _put_snapshot(conn, session_id, snapshot)
         return stored
