@@ -1,4 +1,5 @@
-"""The ``telecircle`` command line: serve, db upgrade, audit verify.
+"""The ``telecircle`` command line: serve, db upgrade, audit verify, keys rotate|verify,
+notes purge.
 
 Options given on the command line take precedence over ``TELECIRCLE_*`` environment
 variables, which take precedence over the optional settings file.
@@ -39,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
         dest="audit_command", required=True
     )
     audit.add_parser("verify", help="check the audit log's hash chain and signed head")
+
+    keys = commands.add_parser("keys", help="the notes' key-encryption keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser(
+        "rotate", help="make a new key version and re-wrap every data key (safe to repeat)"
+    )
+    keys.add_parser("verify", help="check that every live data key unwraps")
+
+    notes = commands.add_parser("notes", help="session notes").add_subparsers(
+        dest="notes_command", required=True
+    )
+    notes.add_parser("purge", help="destroy the notes of sessions past their retention")
     return parser
 
 
@@ -63,23 +77,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "audit":
         return asyncio.run(verify_audit_log(settings))
+    if args.command == "keys":
+        from telecircle import key_commands
+
+        command = key_commands.rotate if args.keys_command == "rotate" else key_commands.verify
+        return asyncio.run(command(settings))
+    if args.command == "notes":
+        from telecircle import key_commands
+
+        return asyncio.run(key_commands.purge(settings))
     return asyncio.run(upgrade(settings))
 
 
 def serve(settings: Settings) -> int:
+    from telecircle.errors import TelecircleError
     from telecircle.web.app import create_app  # heavy imports (aiortc) only when serving
 
     app = create_app(settings)
     app.on_startup.append(print_setup_link)
     print(f"Telecircle listening on {settings.effective_public_url}", flush=True)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=settings.shutdown_timeout,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            shutdown_timeout=settings.shutdown_timeout,
+            access_log=None,
+        )
+    except TelecircleError as exc:
+        # Refusals at start-up (a missing key, an unsafe key file) are for the
+        # administrator: say what and how to fix it, without a traceback.
+        print(f"Telecircle did not start: {exc.message}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from telecircle.domain.feedback import FeedbackLimits
 from telecircle.domain.model import TimerLimits
+from telecircle.domain.notes import NoteLimits
 
 SUPPORTED_DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 HOSTNAME = re.compile(
@@ -105,6 +107,12 @@ class Settings(BaseSettings):
         description="File holding the server's secret key (created on first run, owner-only "
         "permissions; keep it out of database backups). Defaults to DATA_DIR/server.key.",
     )
+    key_dir: Path = Field(
+        Path(""),
+        description="Folder of the key-encryption keys that protect notes (one owner-only "
+        "file per version, created on first run; back it up apart from the database). "
+        "Defaults to DATA_DIR/keys.",
+    )
     login_idle_timeout: float = Field(
         1800.0, ge=60, description="Seconds of inactivity after which a clinician is signed out."
     )
@@ -187,6 +195,45 @@ class Settings(BaseSettings):
     )
     segment_queue_max: int = Field(
         20, ge=1, le=64, description="Most people waiting in the individual-segment queue."
+    )
+    # The signalling message schema bounds a note at 12,000 characters (4 UTF-8 bytes
+    # each still fits the smallest allowed max_message_bytes).
+    note_max_chars: int = Field(
+        10_000, ge=100, le=12_000, description="Longest note (characters); split longer ones."
+    )
+    note_max_versions: int = Field(
+        2_000,
+        ge=10,
+        le=100_000,
+        description="Most saved versions of one note (autosave adds one per pause in typing).",
+    )
+    note_max_per_author: int = Field(
+        200, ge=1, le=10_000, description="Most notes one clinician writes in one session."
+    )
+    notes_purge_interval: float = Field(
+        86_400.0,
+        ge=60,
+        description="How often (s) the server destroys the notes of sessions past their "
+        "retention (daily by default; also `telecircle notes purge`).",
+    )
+    feedback_window: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        le=90 * 86_400.0,
+        description="How long (s) after a session ends its patients may send their "
+        "feedback on it (a week by default; their invite must still be valid, too).",
+    )
+    feedback_comment_max_chars: int = Field(
+        2_000, ge=100, le=10_000, description="Longest comment on the patients' feedback form."
+    )
+    feedback_max_questions: int = Field(
+        12, ge=1, le=40, description="Most questions on the patients' feedback form."
+    )
+    feedback_trend_sessions: int = Field(
+        20,
+        ge=2,
+        le=200,
+        description="How many of a group's latest sessions its feedback trend shows.",
     )
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
@@ -278,6 +325,21 @@ class Settings(BaseSettings):
             )
         return self
 
+    def note_limits(self) -> NoteLimits:
+        """The limits on notes, as the domain rules take them."""
+        return NoteLimits(
+            max_chars=self.note_max_chars,
+            max_versions=self.note_max_versions,
+            max_notes_per_author=self.note_max_per_author,
+        )
+
+    def feedback_limits(self) -> FeedbackLimits:
+        """The limits on patients' feedback, as the domain rules take them."""
+        return FeedbackLimits(
+            comment_max_chars=self.feedback_comment_max_chars,
+            max_questions=self.feedback_max_questions,
+        )
+
     def timer_limits(self) -> TimerLimits:
         """The bounds of pair work and segments, as the domain rules take them."""
         return TimerLimits(
@@ -308,6 +370,12 @@ class Settings(BaseSettings):
         if str(self.server_key_file) not in ("", "."):
             return self.server_key_file
         return self.data_dir / "server.key"
+
+    @property
+    def effective_key_dir(self) -> Path:
+        if str(self.key_dir) not in ("", "."):
+            return self.key_dir
+        return self.data_dir / "keys"
 
     @property
     def effective_public_url(self) -> str:

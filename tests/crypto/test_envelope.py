@@ -22,7 +22,7 @@ from telecircle.crypto.envelope import (
 
 KEK1 = KeyEncryptionKey(1, os.urandom(32))
 KEK2 = KeyEncryptionKey(2, os.urandom(32))
-BINDING = NoteBinding("n_1", "s_1", "u_doc", 1)
+BINDING = NoteBinding("n_1", "s_1", "u_doc", kek_version=1, version=1)
 TEXT = "Ann spoke about her sister for the first time. 🙂"
 
 
@@ -49,6 +49,7 @@ def test_a_note_round_trips_and_each_seal_uses_a_fresh_nonce() -> None:
         lambda s, b: (s, replace(b, session_id="s_2")),  # or another session's
         lambda s, b: (s, replace(b, author="u_co")),  # or claimed by another author
         lambda s, b: (s, replace(b, kek_version=2)),
+        lambda s, b: (s, replace(b, version=2)),  # or another version of the same note
         lambda s, b: (replace(s, ciphertext=s.ciphertext[:-1]), b),
         lambda s, b: (Sealed(b"", b""), b),
     ],
@@ -59,7 +60,8 @@ def test_a_note_round_trips_and_each_seal_uses_a_fresh_nonce() -> None:
         "note",
         "session",
         "author",
-        "version",
+        "key-version",
+        "note-version",
         "truncated",
         "empty",
     ],

@@ -55,6 +55,8 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/admin/audit"): ADMIN,
     ("GET", "/admin/rooms"): ADMIN,
     ("POST", "/admin/rooms/{room_id}"): ADMIN,
+    ("GET", "/admin/feedback"): ADMIN,
+    ("POST", "/admin/feedback"): ADMIN,
     ("GET", "/clinic"): CLINICIANS,
     ("POST", "/clinic/rooms"): THERAPIST,
     ("GET", "/clinic/rooms/{room_id}"): CLINICIANS,
@@ -63,10 +65,16 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("POST", "/clinic/rooms/{room_id}/sessions"): THERAPIST,
     ("POST", "/clinic/rooms/{room_id}/invites"): THERAPIST,
     ("POST", "/clinic/rooms/{room_id}/invites/{invite_id}/revoke"): THERAPIST,
+    ("GET", "/clinic/rooms/{room_id}/sessions"): CLINICIANS,
+    ("GET", "/clinic/rooms/{room_id}/sessions/current"): CLINICIANS,
+    ("GET", "/clinic/sessions/{session_id}"): CLINICIANS,
+    ("GET", "/clinic/sessions/{session_id}/export.{format}"): CLINICIANS,
     ("GET", "/room/{room_id}"): CLINICIANS,
     ("GET", "/join"): PATIENT,
     ("POST", "/join"): PATIENT,
     ("GET", "/session"): PATIENT,
+    ("GET", "/feedback"): PATIENT,
+    ("POST", "/feedback"): PATIENT,
 }
 
 # Signalling events -> who may send them (a refused one gets "not_allowed").
@@ -100,6 +108,8 @@ EVENTS: dict[str, set[str]] = {
     "queue_segment": CLINICIANS,
     "next_segment": CLINICIANS,
     "end_segment": CLINICIANS,
+    "save_note": CLINICIANS,
+    "list_notes": CLINICIANS,
 }
 
 # A well-formed payload of each event that needs one (the rest send {}).
@@ -128,6 +138,12 @@ PAYLOADS: dict[str, dict[str, object]] = {
     "message_pairs": {"text": "Two minutes"},
     "extend": {"seconds": 60},
     "start_segment": {"participant_ids": ["p_nobody"], "others": "hold"},
+    "save_note": {
+        "session_id": "s_nobody",
+        "note_id": "note-nobody",
+        "save_id": "save-nobody",
+        "text": "A note",
+    },
 }
 
 
@@ -189,6 +205,8 @@ def concrete(path: str, room_id: str) -> str:
         .replace("{user_id}", "u_nobody")
         .replace("{what}", "enable")
         .replace("{invite_id}", "i_nobody")
+        .replace("{session_id}", "s_nobody")
+        .replace("{format}", "json")
     )
 
 

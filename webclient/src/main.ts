@@ -18,6 +18,9 @@
  *
  * Whoever is speaking gets a ring on their tile and, for a clinician, a word in the
  * console (speaking.ts reads the connections' audio statistics a few times a second).
+ *
+ * A clinician takes notes beside the video (notes.ts): listed after every join, kept in
+ * the browser until saved, wiped from it when the server says we were signed out.
  */
 import type {
   ActivityEvent,
@@ -33,6 +36,7 @@ import { explainProblem, getLocalMedia, type LocalMedia, stopStream } from "./de
 import { Facilitation } from "./facilitation";
 import { PublishConnection, SubscribeConnection } from "./media";
 import { NameBook } from "./names";
+import { NotesPanel } from "./notes";
 import { ScreenShare } from "./screenshare";
 import { PatientSignals } from "./signals";
 import { Signalling, SignallingError } from "./signalling";
@@ -55,6 +59,8 @@ class App {
   private readonly signals: PatientSignals | null;
   /** The clinician's "Share screen" button (null for patients). */
   private readonly screenShare: ScreenShare | null;
+  /** The clinician's notes beside the video (null for patients). */
+  private readonly notes: NotesPanel | null;
   /** A screen shared in our place, large above the grid. */
   private readonly stage = new ScreenStage();
   /** The room's policy: may a patient muted by a clinician unmute themselves? */
@@ -135,6 +141,9 @@ class App {
           },
         })
       : null;
+    this.notes = clinician
+      ? new NotesPanel(this.signalling, this.names, this.view.root.dataset["userId"] || null)
+      : null;
   }
 
   start(): void {
@@ -161,6 +170,7 @@ class App {
     });
     this.signalling.on("closed", (event: ClosedEvent) => {
       if (event.reason === "signed_out") {
+        this.notes?.signOut();
         this.finish("signed_out", { message: event.message });
       } else {
         this.finish("closed", { reason: event.reason, message: event.message });
@@ -206,6 +216,7 @@ class App {
       this.videoForced = self.video_forced_off;
     }
     this.facilitation?.setRoster(participants);
+    this.notes?.setPeople(participants);
     if (self !== null) this.screenShare?.serverSays(self.screen_on);
     this.activityDisplay.refreshNames();
     this.signals?.setHandRaised(this.self()?.hand_raised ?? false);
@@ -320,6 +331,7 @@ class App {
     this.facilitation?.setLimits(joined.policy.timers);
     this.signals?.setMomentNeeded(joined.needs_moment);
     this.facilitation?.setActive(true);
+    this.notes?.enter(joined.participant_id);
     if (joined.place === "lobby") {
       this.toWaitingRoom();
       return;
@@ -465,6 +477,7 @@ class App {
     }
     // socket.io reconnects by itself; onConnect joins again and rebuilds the media.
     this.attempt++;
+    this.notes?.offline();
     this.closePeers();
     this.setState("reconnecting");
     this.startReconnectDeadline();
@@ -573,6 +586,7 @@ class App {
   private async leave(): Promise<void> {
     this.attempt++;
     if (this.selfId !== null && this.signalling.connected) {
+      await this.notes?.settle(LEAVE_ACK_TIMEOUT_MS);
       try {
         await this.signalling.request("leave", {}, LEAVE_ACK_TIMEOUT_MS);
       } catch (error) {
@@ -605,6 +619,7 @@ class App {
     }
     this.facilitation?.setActive(false);
     this.facilitation?.setSelf(null);
+    this.notes?.stop();
     this.signals?.reset();
     this.screenShare?.reset();
     this.stage.show(null, null);

@@ -174,7 +174,10 @@ export class View {
             ? { kind: "link", text: "Use this window instead", href: here }
             : reason === "server_shutdown"
               ? { kind: "retry", text: "Try again" }
-              : null;
+              : reason === "session_ended" && this.role === "patient"
+                ? // The optional session-rating form (server: web/feedback_pages.py).
+                  { kind: "link", text: "Tell your therapists how it went", href: "/feedback" }
+                : null;
         return {
           title: CLOSED_TITLES[reason] ?? STATUS_TEXT.closed,
           text: message ?? "The session has ended for you.",

@@ -65,15 +65,28 @@ class Sealed:
 
 @dataclass(frozen=True, slots=True)
 class NoteBinding:
-    """Where a note's ciphertext belongs; all of it is authenticated with the text."""
+    """Where a note's ciphertext belongs; all of it is authenticated with the text.
+
+    ``version`` is the note's version, so one version's ciphertext cannot stand in for
+    another's; ``kek_version`` is the key-encryption key version the session's data key
+    was wrapped under when the text was sealed (it stays with the version: rotation
+    re-wraps data keys and leaves sealed notes as they are)."""
 
     note_id: str
     session_id: str
     author: str
     kek_version: int
+    version: int
 
     def associated_data(self) -> bytes:
-        return _join("note", self.note_id, self.session_id, self.author, str(self.kek_version))
+        return _join(
+            "note",
+            self.note_id,
+            self.session_id,
+            self.author,
+            str(self.kek_version),
+            str(self.version),
+        )
 
 
 def new_data_key() -> bytes:

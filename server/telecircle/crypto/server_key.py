@@ -11,26 +11,21 @@ Losing it invalidates outstanding signed links and makes the audit head fail to 
 
 from __future__ import annotations
 
-import errno
-import os
 import secrets
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from telecircle.crypto.secret_file import SECRET_BYTES, create_secret_file, read_secret_file
 from telecircle.errors import TelecircleError
 
-KEY_BYTES = 32
+KEY_BYTES = SECRET_BYTES
 DERIVED_KEY_BYTES = 32
 # The purposes other modules derive keys for.
 AUDIT_HEAD = "audit-head"
 INVITE_SIGNING = "invite-signing"
-
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-_MAX_FILE_BYTES = 1024  # a valid file is 65 bytes; read no more than this of a bad one
 
 
 class ServerKeyError(TelecircleError):
@@ -81,37 +76,14 @@ def load_server_key(path: Path) -> ServerKey:
     64 hex digits.
     """
     try:
-        # O_NONBLOCK: opening a FIFO planted at the path must not hang the server.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        master = read_secret_file(path, label="server key file", error=ServerKeyError)
     except FileNotFoundError:
         raise ServerKeyError(
             f"The server key file {path} does not exist. Restore it from your key backup "
             "(it is created only when the server starts for the first time).",
             code="server_key_missing",
         ) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ServerKeyError(
-                f"The server key file {path} is a symbolic link. Replace it with the real "
-                f"file (owner-only permissions: chmod 600 {path})."
-            ) from None
-        raise ServerKeyError(
-            f"The server key file {path} cannot be read ({exc.strerror}). "
-            "Check its owner and permissions."
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ServerKeyError(f"The server key file {path} is not a regular file.")
-        if info.st_mode & 0o077:
-            raise ServerKeyError(
-                f"The server key file {path} can be read or written by other users "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}). Restrict it with: chmod 600 {path}"
-            )
-        content = os.read(fd, _MAX_FILE_BYTES)
-    finally:
-        os.close(fd)
-    return ServerKey(_parse(content, path))
+    return ServerKey(master)
 
 
 def load_or_create_server_key(path: Path) -> ServerKey:
@@ -129,41 +101,5 @@ def load_or_create_server_key(path: Path) -> ServerKey:
         if exc.code != "server_key_missing":
             raise
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(
-        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-    )
-    try:
-        try:
-            os.write(fd, secrets.token_bytes(KEY_BYTES).hex().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process won the race: use its key
-        else:
-            _fsync_folder(path.parent)
-    finally:
-        temporary.unlink(missing_ok=True)
+    create_secret_file(path, secrets.token_bytes(KEY_BYTES))  # a loser reads the winner's
     return load_server_key(path)
-
-
-def _parse(content: bytes, path: Path) -> bytes:
-    text = content.decode("ascii", errors="replace").strip()
-    if len(text) != 2 * KEY_BYTES or not set(text) <= _HEX_DIGITS:
-        raise ServerKeyError(
-            f"The server key file {path} is damaged: it must hold {2 * KEY_BYTES} hex digits. "
-            "Restore it from your key backup."
-        )
-    return bytes.fromhex(text)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the new directory entry durable, so a crash cannot lose a key in use.
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -50,9 +50,12 @@ class Action(enum.StrEnum):
     ENTER_AS_CLINICIAN = "enter_as_clinician"  # straight into the session, no lobby
     RUN_LOBBY = "run_lobby"  # see who waits, admit, deny
     FACILITATE = "facilitate"  # mute, camera off, remove, lock, end the session
+    TAKE_NOTES = "take_notes"  # write and read back one's own notes during the session
+    VIEW_SESSION_RECORD = "view_session_record"  # a room's sessions and their records
     # -- patients
     PREPARE_TO_JOIN = "prepare_to_join"  # the pre-join page and its consent form
     ENTER_AS_PATIENT = "enter_as_patient"  # into the lobby
+    GIVE_FEEDBACK = "give_feedback"  # the session-rating form after a session attended
     # -- anyone seated in a session
     USE_OWN_MEDIA = "use_own_media"
 
@@ -70,13 +73,17 @@ _FACILITATOR = (
         Action.ENTER_AS_CLINICIAN,
         Action.RUN_LOBBY,
         Action.FACILITATE,
+        Action.TAKE_NOTES,
+        Action.VIEW_SESSION_RECORD,
     }
 )
 
 PERMISSIONS: Mapping[Role, frozenset[Action]] = MappingProxyType(
     {
         Role.ANONYMOUS: _EVERYONE,
-        Role.PATIENT: _EVERYONE | _IN_SESSION | {Action.PREPARE_TO_JOIN, Action.ENTER_AS_PATIENT},
+        Role.PATIENT: _EVERYONE
+        | _IN_SESSION
+        | {Action.PREPARE_TO_JOIN, Action.ENTER_AS_PATIENT, Action.GIVE_FEEDBACK},
         Role.CO_FACILITATOR: _FACILITATOR,
         Role.THERAPIST: _FACILITATOR | {Action.MANAGE_ROOMS, Action.MANAGE_INVITES},
         Role.ADMINISTRATOR: _ACCOUNT

@@ -82,6 +82,15 @@ class AuditAction(enum.StrEnum):
     QUEUE_SEGMENT = "queue_segment"
     NEXT_SEGMENT = "next_segment"
     END_SEGMENT = "end_segment"
+    SESSION_RECORD_VIEWED = "session_record_viewed"
+    SESSION_RECORD_EXPORTED = "session_record_exported"
+    # Notes (issue 6): reads and exports of notes, key rotation, retention purges.
+    NOTES_READ = "notes_read"
+    KEYS_ROTATED = "keys_rotated"
+    NOTES_PURGED = "notes_purged"
+    # Patients' feedback (issue 6): a patient sent the form; an administrator changed it.
+    FEEDBACK_SUBMITTED = "feedback_submitted"
+    FEEDBACK_QUESTIONS_CHANGED = "feedback_questions_changed"
 
 
 _ACTIONS = frozenset(action.value for action in AuditAction)

@@ -84,6 +84,10 @@ class Organisation:
             self._db, default_max_participants=self._settings.default_room_limit
         )
 
+    async def notes_retention_days(self) -> int:
+        """How long notes are kept (days after their session ends), unless a room says."""
+        return (await self.settings()).notes_retention_days
+
     async def update_settings(
         self, actor: str, new: OrgSettings, address: str | None
     ) -> OrgSettings:
@@ -182,6 +186,7 @@ class Organisation:
         notes_retention_days: int | None,
         address: str | None,
         patients_may_unmute: bool = True,
+        notes_shared: bool = False,
     ) -> RoomRecord:
         """Change a room (its owner, or an administrator). A lower limit applies to the
         next admit: nobody already in the session is sent out."""
@@ -201,13 +206,14 @@ class Organisation:
             recording_consent_required=recording_consent_required,
             notes_retention_days=notes_retention_days,
             patients_may_unmute=patients_may_unmute,
+            notes_shared=notes_shared,
         )
         await self._audit.record(
             "room_changed",
             actor=actor.id,
             target=room_id,
             address=address,
-            details={"participant_limit": limit},
+            details={"participant_limit": limit, "notes_shared": notes_shared},
         )
         return room
 

@@ -47,6 +47,7 @@ from telecircle.services.live_room import (
 )
 from telecircle.services.ports import ReceiveSlot
 from telecircle.services.room_engine import RoomEngine
+from telecircle.storage import stores
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,17 @@ __all__ = [
 class RoomService(RoomEngine):
     """The room operations the signalling and web layers call (see RoomEngine for how
     each change is applied)."""
+
+    async def _record_seat_owner(self, pid: ParticipantId, entrant: Entrant) -> None:
+        """Whose the new seat is, for the session record (a clinician's account, or the
+        pass a patient entered with: their consent is found by it)."""
+        kind, _, ident = entrant.key.partition(":")
+        await stores.set_seat_owner(
+            self._db,
+            pid,
+            user_id=ident if kind == "user" else None,
+            pass_id=(entrant.credential or None) if entrant.role is SeatRole.PATIENT else None,
+        )
 
     async def enter(self, code: RoomCode, entrant: Entrant) -> JoinOutcome:
         """Seat ``entrant`` in the room's open session (opening one if needed).
@@ -126,6 +138,7 @@ class RoomService(RoomEngine):
                             await self._close_room(live)
                         raise
                     outcome = self._outcome(live, pid, returned=False)
+                    await self._record_seat_owner(pid, entrant)
                 finally:
                     if moved_out is not None:
                         # The moved seat's media goes whether or not the new one came to be.

@@ -175,6 +175,30 @@ class StartSegmentRequest(Message):
     duration_seconds: int | None = Field(None, ge=1, le=86_400)
 
 
+# Notes: the server's limit (TELECIRCLE_NOTE_MAX_CHARS) is checked by the notes service;
+# the schema's bound only keeps a message within the signalling size limit.
+NOTE_TEXT_SCHEMA_MAX = 12_000
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+
+
+class SaveNoteRequest(Message):
+    """Clinicians: save a new version of one of your notes of session ``session_id``
+    (autosave). The browser makes ``note_id`` (a new note) and ``save_id`` (one per save
+    attempt): a retried save with the same ``save_id`` is acknowledged again with the
+    version it became, never stored twice."""
+
+    session_id: str = Field(min_length=1, max_length=64)
+    note_id: str = Field(pattern=CLIENT_ID_PATTERN)
+    save_id: str = Field(pattern=CLIENT_ID_PATTERN)
+    text: str = Field(max_length=NOTE_TEXT_SCHEMA_MAX)
+    topic: str = Field("", max_length=200)
+    participant_ids: list[str] = Field(default_factory=list, max_length=16)
+
+
+class ListNotesRequest(Message):
+    """Clinicians: your own notes of the session you are in (newest version of each)."""
+
+
 # ---- ack payloads -----------------------------------------------------------------
 
 
@@ -263,6 +287,41 @@ class ErrorBody(Message):
 class ErrorAck(Message):
     ok: Literal[False] = False
     error: ErrorBody
+
+
+class NoteSaved(Message):
+    """A save was stored durably as ``version`` of ``note_id``."""
+
+    note_id: str
+    version: int
+    saved_at: float
+
+
+class NoteView(Message):
+    """The newest version of one of your notes. ``unreadable`` says why its text cannot
+    be shown (``decryption_failed``, or ``destroyed`` by retention): never an empty note."""
+
+    note_id: str
+    version: int
+    created_at: float
+    saved_at: float
+    text: str | None
+    topic: str | None
+    participant_ids: list[str]
+    unreadable: Literal["decryption_failed", "destroyed"] | None
+
+
+class NotesResult(Message):
+    """Your notes of the session you are in, and what the notes panel needs to know."""
+
+    session_id: str
+    # Seconds since the epoch: "mark this moment" stamps server_time - session_started_at
+    # plus the time since this answer arrived.
+    session_started_at: float
+    server_time: float
+    max_chars: int
+    max_versions: int
+    notes: list[NoteView]
 
 
 # ---- server -> client -------------------------------------------------------------
@@ -437,6 +496,8 @@ CLIENT_EVENTS: dict[str, type[Message]] = {
     "queue_segment": ParticipantRequest,
     "next_segment": ActivityRequest,
     "end_segment": ActivityRequest,
+    "save_note": SaveNoteRequest,
+    "list_notes": ListNotesRequest,
 }
 
 SERVER_EVENTS: dict[str, type[Message]] = {
@@ -482,4 +543,6 @@ ACK_DATA: dict[str, type[Message]] = {
     "queue_segment": Empty,
     "next_segment": Empty,
     "end_segment": Empty,
+    "save_note": NoteSaved,
+    "list_notes": NotesResult,
 }

@@ -55,9 +55,11 @@ from telecircle.domain.events import (
 )
 from telecircle.domain.ids import ConnectionId, ParticipantId, RoomCode
 from telecircle.domain.model import OthersDuringSegment, Place, RoomState, SeatRole
+from telecircle.domain.notes import NoteBody
 from telecircle.errors import TelecircleError
 from telecircle.services.clock import Clock
 from telecircle.services.entry import PASS_COOKIE, SESSION_COOKIE, EntryPolicy, Principal
+from telecircle.services.notes import NotesService
 from telecircle.services.ports import AuditSink
 from telecircle.services.rooms import RoomService
 from telecircle.services.tasks import TaskOwner
@@ -66,6 +68,7 @@ from telecircle.signalling import messages as m
 from telecircle.signalling.ratelimit import TokenBucket
 from telecircle.signalling.views import (
     activity_views,
+    note_view,
     pairs_audience,
     participant_views,
     session_policy,
@@ -106,6 +109,8 @@ EVENT_ACTIONS: dict[str, Action] = {
     "queue_segment": Action.FACILITATE,
     "next_segment": Action.FACILITATE,
     "end_segment": Action.FACILITATE,
+    "save_note": Action.TAKE_NOTES,
+    "list_notes": Action.TAKE_NOTES,
 }
 
 # Seats ended by someone else: the connection is told why and closed.
@@ -219,6 +224,7 @@ class SignallingServer:
         self._rooms: RoomService | None = None
         self._entry: EntryPolicy | None = None
         self._audit: AuditSink | None = None
+        self._notes: NotesService | None = None
         # A clinician's message to a patient they deny, until the denial goes out.
         self._deny_messages: dict[ParticipantId, str] = {}
         # Clinicians ending the session for all, until their request is answered.
@@ -244,11 +250,14 @@ class SignallingServer:
         """Add the socket.io endpoint to ``app`` (before it starts)."""
         self.sio.attach(app, socketio_path="socket.io")
 
-    def attach_services(self, rooms: RoomService, entry: EntryPolicy, audit: AuditSink) -> None:
+    def attach_services(
+        self, rooms: RoomService, entry: EntryPolicy, audit: AuditSink, notes: NotesService
+    ) -> None:
         """Connect the services once they exist (at application start-up)."""
         self._rooms = rooms
         self._entry = entry
         self._audit = audit
+        self._notes = notes
         self._tasks.spawn(self._keep_sign_ins_fresh(), "sign-in-refresh")
 
     async def _keep_sign_ins_fresh(self) -> None:
@@ -370,7 +379,13 @@ class SignallingServer:
             )
         payload: dict[str, Any] = args[0] if args else {}
         try:
-            size = len(json.dumps(payload, separators=(",", ":")))
+            # UTF-8 bytes, as on the wire (not ASCII escapes, which would count a
+            # character of a note in Greek as six bytes).
+            size = len(
+                json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(
+                    "utf-8", "surrogatepass"
+                )
+            )
         except (TypeError, ValueError):
             return await self._malformed(connection, acks.INVALID_MESSAGE, "Not JSON data.")
         if size > self._settings.max_message_bytes:
@@ -451,6 +466,8 @@ class SignallingServer:
             admitted = await rooms.admit_all(code, pid)
             await self._record(connection, "admitted", None, code, count=admitted)
             return acks.ok(m.AdmitAllResult(admitted=admitted))
+        if isinstance(request, m.SaveNoteRequest | m.ListNotesRequest):
+            return await self._notes_request(connection, request, rooms)
         control = self._control_command(event, request, pid)
         if control is not None:
             return await self._control(connection, event, request, control, rooms)
@@ -464,6 +481,41 @@ class SignallingServer:
             await self._record(connection, "denied", request.participant_id, code)
             return acks.ok(m.Empty())
         return acks.error(acks.UNKNOWN_EVENT, "Unknown event.")  # pragma: no cover
+
+    async def _notes_request(
+        self,
+        connection: Connection,
+        request: m.SaveNoteRequest | m.ListNotesRequest,
+        rooms: RoomService,
+    ) -> dict[str, Any]:
+        """A clinician's own notes: save a version, or list the newest of each."""
+        notes, author = self._notes, connection.principal.user_id
+        live = rooms.live_room(connection.room_code) if connection.room_code else None
+        if notes is None or author is None or live is None:
+            return acks.error(acks.NOT_ALLOWED, "You are not allowed to do that.")
+        if isinstance(request, m.SaveNoteRequest):
+            saved = await notes.save(
+                author_id=author,
+                room_id=live.room.id,
+                session_id=request.session_id,
+                note_id=request.note_id,
+                save_id=request.save_id,
+                body=NoteBody(request.text, request.topic, tuple(request.participant_ids)),
+            )
+            return acks.ok(
+                m.NoteSaved(note_id=saved.note_id, version=saved.version, saved_at=saved.saved_at)
+            )
+        panel = await notes.own_notes(author, live.state.session_id)
+        return acks.ok(
+            m.NotesResult(
+                session_id=live.state.session_id,
+                session_started_at=panel.session_started_at,
+                server_time=self._clock.now(),
+                max_chars=notes.limits.max_chars,
+                max_versions=notes.limits.max_versions,
+                notes=[note_view(note) for note in panel.notes],
+            )
+        )
 
     async def _join(
         self, connection: Connection, request: m.JoinRequest, rooms: RoomService

@@ -8,6 +8,7 @@ from typing import Literal
 
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import Place, RoomState, SeatRole
+from telecircle.domain.notes import Note
 from telecircle.domain.placement import Location, locations
 from telecircle.signalling import messages as m
 
@@ -123,4 +124,20 @@ def _facilitator_view(state: RoomState, where: dict[ParticipantId, Location]) ->
                 done=list(segment.done),
             )
         ),
+    )
+
+
+def note_view(note: Note) -> m.NoteView:
+    """The newest version of a note, for its author's notes panel."""
+    latest = note.latest
+    body = latest.body
+    return m.NoteView(
+        note_id=note.note_id,
+        version=latest.version,
+        created_at=note.created_at,
+        saved_at=latest.saved_at,
+        text=None if body is None else body.text,
+        topic=None if body is None else body.topic,
+        participant_ids=[] if body is None else list(body.participant_ids),
+        unreadable=None if latest.unreadable is None else latest.unreadable.value,
     )

@@ -72,6 +72,8 @@ class RoomRecord:
     recording_consent_required: bool | None = None
     notes_retention_days: int | None = None
     patients_may_unmute: bool = True
+    # May the room's other clinicians read a clinician's notes?
+    notes_shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ async def update_room(
     recording_consent_required: bool | None,
     notes_retention_days: int | None,
     patients_may_unmute: bool = True,
+    notes_shared: bool = False,
 ) -> RoomRecord:
     """Change a room's name, limit, overrides and policy. Raises RoomNotFound.
 
@@ -192,6 +195,7 @@ async def update_room(
                 recording_consent_required=recording_consent_required,
                 notes_retention_days=notes_retention_days,
                 patients_may_unmute=patients_may_unmute,
+                notes_shared=notes_shared,
             )
         )
         if result.rowcount != 1:
@@ -510,6 +514,18 @@ async def _append(
     return stored
 
 
+async def set_seat_owner(
+    db: Database, participant_id: ParticipantId, *, user_id: str | None, pass_id: str | None
+) -> None:
+    """Record whose seat it is: a clinician's account, or the pass a patient entered with."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(ParticipantRow)
+            .where(ParticipantRow.id == participant_id)
+            .values(user_id=user_id, pass_id=pass_id)
+        )
+
+
 async def _store_participant(
     conn: AsyncConnection, session_id: SessionId, event: ParticipantJoined | ParticipantKnocked
 ) -> None:
@@ -665,6 +681,7 @@ def room_from_row(row: Any) -> RoomRecord:
         recording_consent_required=row.recording_consent_required,
         notes_retention_days=row.notes_retention_days,
         patients_may_unmute=bool(row.patients_may_unmute),
+        notes_shared=bool(row.notes_shared),
     )
 
 

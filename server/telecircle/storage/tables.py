@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -98,6 +99,8 @@ class RoomRow(Base):
     notes_retention_days: Mapped[int | None] = mapped_column(Integer)
     # Room policy: may a patient muted by a clinician unmute themselves?
     patients_may_unmute: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Room policy: may the room's other clinicians read a clinician's notes?
+    notes_shared: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class SessionRow(Base):
@@ -365,3 +368,116 @@ class AuditHeadRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
     mac: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+class SessionKeyRow(Base):
+    """A session's notes data key, wrapped by key-encryption key ``kek_version`` (kept
+    outside the database). Retention destroys it: ``wrapped`` and ``nonce`` become NULL
+    and the session's notes can never be read again (crypto-shredding)."""
+
+    __tablename__ = "session_keys"
+    __table_args__ = (
+        CheckConstraint(
+            "(destroyed_at IS NULL) = (wrapped IS NOT NULL AND nonce IS NOT NULL)",
+            name="live_or_destroyed",
+        ),
+    )
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    kek_version: Mapped[int] = mapped_column(Integer, index=True)
+    nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    destroyed_at: Mapped[datetime | None]
+
+
+class NoteRow(Base):
+    """A clinician's note in a session. Its text lives, sealed, in its versions."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    author_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    latest_version: Mapped[int] = mapped_column(Integer)
+
+
+class NoteVersionRow(Base):
+    """One saved version of a note: sealed with the session's data key, bound to the
+    note, session, author, version and the key version it was sealed under."""
+
+    __tablename__ = "note_versions"
+    __table_args__ = (
+        UniqueConstraint("note_id", "version"),
+        UniqueConstraint("note_id", "save_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    save_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    saved_at: Mapped[datetime]
+    kek_version: Mapped[int] = mapped_column(Integer)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+FEEDBACK_KINDS = ("scale", "comment")
+FEEDBACK_TEXT_LENGTH = 200  # a question's wording
+FEEDBACK_LABEL_LENGTH = 60  # the words at either end of a scale
+
+
+class FeedbackQuestionRow(Base):
+    """A question of the patients' session-rating form: a 0-10 scale (with words for
+    its ends) or a free comment. Questions are never reworded: a new wording is a new
+    question, so stored answers keep the wording they answered."""
+
+    __tablename__ = "feedback_questions"
+    __table_args__ = (CheckConstraint(_one_of("kind", FEEDBACK_KINDS), name="kind"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(String(FEEDBACK_TEXT_LENGTH))
+    kind: Mapped[str] = mapped_column(String(16))
+    low_label: Mapped[str] = mapped_column(String(FEEDBACK_LABEL_LENGTH))
+    high_label: Mapped[str] = mapped_column(String(FEEDBACK_LABEL_LENGTH))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
+class FeedbackResponseRow(Base):
+    """One patient's answers to the form for one session (one per seat)."""
+
+    __tablename__ = "feedback_responses"
+    __table_args__ = (UniqueConstraint("session_id", "participant_id"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"))
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    submitted_at: Mapped[datetime]
+
+
+class FeedbackAnswerRow(Base):
+    """One answered question: a score from 0 to 10, or a comment sealed with the
+    session's data key (so retention destroys it with the notes). Skipped questions
+    have no row."""
+
+    __tablename__ = "feedback_answers"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 0 AND 10", name="score"),
+        CheckConstraint(
+            "(score IS NOT NULL AND comment_kek_version IS NULL AND comment_nonce IS NULL "
+            "AND comment_ciphertext IS NULL) OR (score IS NULL AND comment_kek_version "
+            "IS NOT NULL AND comment_nonce IS NOT NULL AND comment_ciphertext IS NOT NULL)",
+            name="score_or_comment",
+        ),
+    )
+
+    response_id: Mapped[str] = mapped_column(ForeignKey("feedback_responses.id"), primary_key=True)
+    question_id: Mapped[str] = mapped_column(ForeignKey("feedback_questions.id"), primary_key=True)
+    score: Mapped[int | None] = mapped_column(Integer)
+    comment_kek_version: Mapped[int | None] = mapped_column(Integer)
+    comment_nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
+    comment_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -250,8 +250,16 @@ async def logout(request: web.Request) -> web.Response:
     await request.app[ACCOUNTS].logout(secret)
     # A call open in this browser ends with its sign-in.
     await request.app[SIGNALLING].end_connections(user_key(user.id), "signed_out", secret)
+    return _signed_out(request)
+
+
+def _signed_out(request: web.Request) -> web.Response:
+    """To the sign-in page, with the sign-in cookie gone and this browser's storage
+    for the site cleared: notes drafts kept for a reconnect must not outlive the
+    sign-in (on a shared computer, the next person would find them)."""
     response = see_other("/login")
     clear_cookie(request, response, SESSION_COOKIE)
+    response.headers["Clear-Site-Data"] = '"storage"'
     return response
 
 
@@ -307,9 +315,7 @@ async def sign_out_everywhere(request: web.Request) -> web.Response:
     user = current_user(request)
     await request.app[ACCOUNTS].sign_out_everywhere(user.id, client_address(request))
     await request.app[SIGNALLING].end_connections(user_key(user.id), "signed_out")
-    response = see_other("/login")
-    clear_cookie(request, response, SESSION_COOKIE)
-    return response
+    return _signed_out(request)
 
 
 def add_routes(app: web.Application) -> None:

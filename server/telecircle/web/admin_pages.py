@@ -190,6 +190,7 @@ async def set_room_limit(request: web.Request) -> web.Response:
             notes_retention_days=room.notes_retention_days,
             address=client_address(request),
             patients_may_unmute=room.patients_may_unmute,
+            notes_shared=room.notes_shared,
         )
     except TelecircleError as exc:
         return await _rooms_page(request, exc.http_status, error=exc.message)

@@ -30,17 +30,28 @@ from telecircle.services.audit import AuditLog
 from telecircle.services.checkins import CheckIns
 from telecircle.services.clock import Clock, SystemClock
 from telecircle.services.entry import EntryPolicy, patient_key, user_key
+from telecircle.services.feedback import FeedbackService
 from telecircle.services.invites import InviteService
+from telecircle.services.notes import NotesService, open_notes_keys
 from telecircle.services.organisation import Organisation
 from telecircle.services.ports import MediaRouting
 from telecircle.services.ratelimit import AttemptLimiter
 from telecircle.services.resume import ResumePolicy
+from telecircle.services.retention import NotesRetention
 from telecircle.services.rooms import RoomService
 from telecircle.services.watchdog import LoopWatchdog
 from telecircle.signalling.server import SignallingServer
 from telecircle.storage import invites_store, migrations, stores
 from telecircle.storage.database import open_database
-from telecircle.web import account_pages, admin_pages, clinic_pages, pages, patient_pages
+from telecircle.web import (
+    account_pages,
+    admin_pages,
+    clinic_pages,
+    feedback_pages,
+    pages,
+    patient_pages,
+    record_pages,
+)
 from telecircle.web.identity import Identity, guard
 from telecircle.web.keys import (
     ACCOUNTS,
@@ -49,10 +60,14 @@ from telecircle.web.keys import (
     CLOCK,
     CSRF_KEY,
     DATABASE,
+    FEEDBACK,
     HASHER,
     INVITE_LIMITER,
     INVITES,
+    NOTE_READER,
+    NOTES,
     ORGANISATION,
+    RETENTION,
     ROOMS,
     SETTINGS,
     SFU,
@@ -66,7 +81,7 @@ from telecircle.web.security import security_headers
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-PATIENT_ACTIONS = frozenset({Action.PREPARE_TO_JOIN, Action.ENTER_AS_PATIENT})
+PATIENT_ACTIONS = frozenset({Action.PREPARE_TO_JOIN, Action.ENTER_AS_PATIENT, Action.GIVE_FEEDBACK})
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
@@ -86,13 +101,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     signalling = SignallingServer(settings, app[CLOCK])
     app[SIGNALLING] = signalling
     signalling.attach(app)
-    for module in (account_pages, admin_pages, clinic_pages, patient_pages, pages):
+    for module in (account_pages, admin_pages, clinic_pages, feedback_pages, patient_pages, pages):
         module.add_routes(app)
     if settings.webclient_dist.is_dir():
         app.router.add_static("/static/", settings.webclient_dist, follow_symlinks=False)
     else:
         log.warning("webclient not built", extra={"path": str(settings.webclient_dist)})
     app.on_startup.append(_start)
+    record_pages.add_routes(app)  # after _start: its start-up hook uses what _start makes
     app.on_shutdown.append(_stop_clients)
     app.on_cleanup.append(_stop_services)
     return app
@@ -185,8 +201,27 @@ async def _start(app: web.Application) -> None:
         ),
     )
     app[ROOMS] = rooms
+    notes = NotesService(
+        database, await open_notes_keys(database, settings), clock, audit, settings.note_limits()
+    )
+    await notes.require_keys()  # fail closed: refuse to start without every key in use
+    app[NOTES] = notes
+    app[FEEDBACK] = FeedbackService(
+        database,
+        clock,
+        audit,
+        notes,
+        settings.feedback_limits(),
+        window=settings.feedback_window,
+        time_zone=settings.time_zone,
+        trend_sessions=settings.feedback_trend_sessions,
+    )
+    app[NOTE_READER] = notes
+    retention = NotesRetention(database, clock, audit, organisation.notes_retention_days)
+    retention.start(settings.notes_purge_interval)
+    app[RETENTION] = retention
     entry = EntryPolicy(database, accounts, invites, app[CHECKINS])
-    signalling.attach_services(rooms, entry, audit)
+    signalling.attach_services(rooms, entry, audit, notes)
     _end_seats_of_lost_access(app)
     await rooms.recover_after_crash()
     await organisation.agreement()  # version 1 exists before anyone is asked to accept it
@@ -229,6 +264,8 @@ async def _stop_clients(app: web.Application) -> None:
 
 
 async def _stop_services(app: web.Application) -> None:
+    if RETENTION in app:
+        await app[RETENTION].close()
     if WATCHDOG in app:
         await app[WATCHDOG].close()
     if SFU in app:

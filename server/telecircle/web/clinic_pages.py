@@ -116,6 +116,7 @@ async def edit_room(request: web.Request) -> web.Response:
         "recording_consent_required",
         "notes_retention_days",
         "patients_may_unmute",
+        "notes_shared",
     )
     try:
         retention = fields["notes_retention_days"].strip()
@@ -128,6 +129,7 @@ async def edit_room(request: web.Request) -> web.Response:
             notes_retention_days=parse_int(retention, "retention") if retention else None,
             address=client_address(request),
             patients_may_unmute=fields["patients_may_unmute"] == "on",
+            notes_shared=fields["notes_shared"] == "on",
         )
     except TelecircleError as exc:
         return await _room_page(request, room_id, exc.http_status, error=exc.message)

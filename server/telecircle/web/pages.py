@@ -15,8 +15,12 @@ from telecircle.web.render import refusal, render
 ROOM_CODE_MAX = 64
 
 
-def session_page(request: web.Request, room: RoomRecord, limit: int, role: str) -> web.Response:
-    """The call page: the webclient enters ``room`` as whoever the cookies say."""
+def session_page(
+    request: web.Request, room: RoomRecord, limit: int, role: str, user_id: str = ""
+) -> web.Response:
+    """The call page: the webclient enters ``room`` as whoever the cookies say. A
+    clinician's page carries their account id: their notes drafts in the browser are
+    kept per account (a seat id changes after a long absence)."""
     return render(
         request,
         "room.html",
@@ -25,6 +29,7 @@ def session_page(request: web.Request, room: RoomRecord, limit: int, role: str) 
         room_name=room.name,
         participant_limit=limit,
         role=role,
+        user_id=user_id,
     )
 
 
@@ -36,7 +41,8 @@ async def clinician_room(request: web.Request) -> web.Response:
         room, _ = await organisation.require_room(user, RoomId(request.match_info["room_id"][:64]))
     except TelecircleError as exc:
         return refusal(request, exc)
-    return session_page(request, room, await organisation.effective_limit(room), "clinician")
+    limit = await organisation.effective_limit(room)
+    return session_page(request, room, limit, "clinician", user_id=user.id)
 
 
 def add_routes(app: web.Application) -> None:
