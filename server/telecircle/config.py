@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     note_max_per_author: int = Field(
         200, ge=1, le=10_000, description="Most notes one clinician writes in one session."
     )
+    # Bounded above by the signalling schema (messages.SaveNoteRequest).
+    note_topic_max_chars: int = Field(200, ge=1, le=200, description="Longest note topic.")
+    note_max_tags: int = Field(
+        16, ge=0, le=16, description="Most participants one note may be tagged with."
+    )
     notes_purge_interval: float = Field(
         86_400.0,
         ge=60,
@@ -331,6 +336,8 @@ class Settings(BaseSettings):
             max_chars=self.note_max_chars,
             max_versions=self.note_max_versions,
             max_notes_per_author=self.note_max_per_author,
+            max_topic_chars=self.note_topic_max_chars,
+            max_tags=self.note_max_tags,
         )
 
     def feedback_limits(self) -> FeedbackLimits:

@@ -174,6 +174,23 @@ def test_a_key_file_other_users_can_use_is_refused_with_the_fix(tmp_path: Path, 
     assert open_key_store(folder, create=False).current() == kek
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_keys_owned_by_another_user_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    kek = open_key_store(folder, create=True).current()
+    path = folder / "kek-v0001.key"
+    os.chown(path, 65534, 65534)  # nobody: another account could rewrite the key
+    with pytest.raises(KeyStoreError, match="belongs to another user") as refused:
+        open_key_store(folder, create=False)
+    assert f"chown {os.geteuid()} {path}" in refused.value.message
+    os.chown(path, 0, 0)
+    os.chown(folder, 65534, 65534)
+    with pytest.raises(KeyStoreError, match="belongs to another user"):
+        open_key_store(folder, create=False)
+    os.chown(folder, 0, 0)
+    assert open_key_store(folder, create=False).current() == kek
+
+
 @pytest.mark.parametrize("mode", [0o755, 0o750, 0o701, 0o710])
 def test_a_key_folder_other_users_can_use_is_refused_with_the_fix(
     tmp_path: Path, mode: int

@@ -13,27 +13,37 @@ a clear message and kept; signing out wipes the browser's drafts. A note whose s
 ciphertext was tampered with is shown as "could not be decrypted", read-only, never as
 an empty note.
 
+The session ending loses nothing: "End session for all" waits for the therapist's notes,
+and what a co-facilitator is still typing when it ends is saved through a connection of
+the panel's own (the panel stays, read-only, and says "All notes saved"). Signing out of
+the site's pages with a draft in the browser asks first: cancelling keeps the sign-in
+and the draft; agreeing signs out and deletes it.
+
 Waits are bounded polls; nothing is timed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Dialog
 
 from tests.e2e.conftest import RECONNECT_GRACE_S, Site
 from tests.e2e.group import admitted_patients
 from tests.e2e.room_page import GREEN, RED, Browsers, RoomPage, eventually, session_cookie
-from tests.e2e.site import Clinic
+from tests.e2e.site import Clinic, SiteError
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 SAVE_TIMEOUT_S = 20
+# Saving what is left after the session ended: the panel's own bound (10 s) and margin.
+AFTER_SEAT_TIMEOUT_S = 30
 RECONNECT_TIMEOUT_S = 40
 STAMP = re.compile(r"\[(\d+:)?\d{2}:\d{2}\] ")
 DRAFT_PREFIX = "telecircle.note-draft:"
@@ -422,3 +432,145 @@ async def test_a_note_that_cannot_be_decrypted_is_shown_as_such_read_only(
     await notes.wait_row(kept, lambda row: STAMP.search(row["text"] or ""), "stamped")
     assert (await notes.row(broken) or {}).get("text") is None
     await alice.screenshot(artifacts_dir, "notes-unreadable")
+
+
+CY_TYPES = "Cy was still typing this when the session ended, key by key, without a pause."
+
+
+def stored_versions(database: Path, note_id: str) -> int:
+    with sqlite3.connect(database) as db:
+        row = db.execute(
+            "SELECT COUNT(*) FROM note_versions WHERE note_id = ?", (note_id,)
+        ).fetchone()
+    return int(row[0])
+
+
+def record_page(clinic: Clinic, session_id: str) -> str:
+    """The session record as ``clinic``'s clinician reads it (their notes decrypted)."""
+    page = clinic.client.get(f"/clinic/sessions/{session_id}")
+    if page.status != 200:
+        raise SiteError(f"the record of {session_id}: status {page.status}")
+    return html.unescape(page.text)
+
+
+async def test_ending_the_session_loses_no_note(
+    site: Site, browsers: Browsers, artifacts_dir: Path
+) -> None:
+    """The therapist (Alice) writes a note and ends the session at once; her
+    co-facilitator (Cy) is typing a note without a pause when it ends (so no autosave
+    has fired): both notes are saved, each says so, and nothing stays in the browsers.
+    A patient (Bob) who left before the end finds the feedback form on his screen."""
+    room_id = await asyncio.to_thread(site.therapist.create_room, "Ending notes group", 4)
+    cy = await asyncio.to_thread(site.admin.create_clinician, "cy.notes", "Cy", "co_facilitator")
+    await asyncio.to_thread(site.therapist.add_co_facilitator, room_id, "cy.notes")
+    alice, alice_notes = await clinician_in_room(site, browsers, site.therapist, room_id, "Alice")
+    cy_room, cy_notes = await clinician_in_room(site, browsers, cy, room_id, "Cy")
+    bob = (await admitted_patients(site, browsers, room_id, alice, {"Bob": GREEN}))["Bob"]
+
+    # Bob leaves early: the "you have left" screen offers the form (it opens at the end).
+    await bob.page.click("#leave-button")
+    await bob.wait_state("left")
+    assert await bob.page.is_visible("#feedback-link")
+    assert await bob.page.get_attribute("#feedback-link", "href") == "/feedback"
+
+    alice_note = await alice_notes.new_note()
+    cy_note = await cy_notes.new_note()
+    # Cy types on, a key every 80 ms (never the pause that saves), through the end.
+    await cy_room.page.focus(cy_notes.note(cy_note, ".note-text"))
+    typing = asyncio.create_task(cy_room.page.keyboard.type(CY_TYPES, delay=80))
+    [draft] = await eventually(cy_notes.drafts, lambda d: len(d) == 1, 10, "Cy's draft")
+    session_id = draft["session_id"]
+    await alice_notes.type_text(alice_note, "Alice wrote this just before ending.")
+    await alice.page.click("#end-session-button")
+    await alice.page.click("#end-session-confirm-button")
+    for room in (alice, cy_room):
+        await room.wait_state("closed")
+        assert await room.page.get_attribute("#app", "data-closed-reason") == "session_ended"
+    await typing
+
+    # Each panel stays, read-only, and says that everything is saved.
+    for notes in (alice_notes, cy_notes):
+        await eventually(
+            notes.panel_status,
+            lambda status: status == "All notes saved",
+            AFTER_SEAT_TIMEOUT_S,
+            f"{notes.room.name}: all notes saved after the end",
+        )
+        assert await notes.page.is_visible("#notes-panel")
+        assert await notes.drafts() == []
+        assert await notes.page.is_disabled("#new-note-button")
+    # What she typed until the end (the note is read-only from then on).
+    cy_text = (await cy_notes.row(cy_note) or {}).get("text") or ""
+    assert CY_TYPES.startswith(cy_text) and 0 < len(cy_text) < len(CY_TYPES), cy_text
+    assert (await cy_notes.row(cy_note) or {}).get("status") == "saved"
+    assert await cy_room.page.get_attribute(cy_notes.note(cy_note, ".note-text"), "readonly") == ""
+    await cy_room.screenshot(artifacts_dir, "notes-saved-after-the-end")
+
+    # Stored, and read back as written on the session's record.
+    database = site.server.data_dir / "telecircle.db"
+    for note_id in (alice_note, cy_note):
+        assert await asyncio.to_thread(stored_versions, database, note_id) >= 1
+    alice_record = await asyncio.to_thread(record_page, site.therapist, session_id)
+    assert "Alice wrote this just before ending." in alice_record
+    assert cy_text in await asyncio.to_thread(record_page, cy, session_id)
+
+    # The session ended: Bob's form is open now.
+    bob_form = await bob.page.context.new_page()
+    await bob_form.goto(f"{site.server.base_url}/feedback")
+    assert "How was the session?" in await bob_form.content()
+
+
+async def test_signing_out_with_a_draft_in_the_browser_asks_first(
+    site: Site, browsers: Browsers, artifacts_dir: Path
+) -> None:
+    # Her own account: signing out ends this sign-in only.
+    oz = await asyncio.to_thread(site.admin.create_clinician, "oz.notes", "Oz")
+    room_id = await asyncio.to_thread(oz.create_room, "Sign-out notes group", 3)
+    room, notes = await clinician_in_room(site, browsers, oz, room_id, "Oz")
+    note_id = await notes.new_note()
+    await notes.go_offline()
+    await notes.type_text(note_id, "Not saved yet: the network is down.")
+    await eventually(notes.drafts, lambda drafts: len(drafts) == 1, 10, "the draft kept")
+
+    # Her clinic page, in another tab of the same browser.
+    base = site.server.base_url
+    clinic = await room.page.context.new_page()
+    await clinic.goto(f"{base}/clinic")
+    questions: list[str] = []
+    answer = {"accept": False}
+
+    async def on_dialog(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        if answer["accept"]:
+            await dialog.accept()
+        else:
+            await dialog.dismiss()
+
+    async def asked() -> int:
+        return len(questions)
+
+    clinic.on("dialog", on_dialog)
+    sign_out = "form[action='/logout'] button"
+
+    # Cancelled: still signed in, the draft still there.
+    await clinic.click(sign_out)
+    await eventually(asked, lambda count: count == 1, 10, "the question")
+    assert questions == [
+        "You have 1 unsaved note in this browser; signing out deletes them. Sign out anyway?"
+    ]
+    assert clinic.url == f"{base}/clinic"
+    account = await clinic.context.request.get(f"{base}/account")
+    assert account.url == f"{base}/account" and account.ok, "still signed in"
+    assert len(await notes.drafts()) == 1
+
+    # Agreed: signed out, and the draft is gone from the browser.
+    answer["accept"] = True
+    async with clinic.expect_navigation(url="**/login**"):
+        await clinic.click(sign_out)
+    assert len(questions) == 2
+    remaining = await clinic.evaluate(
+        f"Object.keys(localStorage).filter((key) => key.startsWith('{DRAFT_PREFIX}'))"
+    )
+    assert remaining == []
+    assert await notes.drafts() == []
+    await clinic.screenshot(path=str(artifacts_dir / "notes-signed-out.png"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +18,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
-from telecircle.crypto.envelope import rewrap
+from telecircle.crypto.envelope import NoteBinding, Sealed, WrappedKey, rewrap, seal, unwrap
 from telecircle.crypto.key_store import FileKeyStore, open_key_store
 from telecircle.domain.access import Role
 from telecircle.domain.events import ParticipantJoined
 from telecircle.domain.ids import ParticipantId, SessionId, new_room_code
-from telecircle.domain.notes import NoteBody, NoteLimits, NoteRefused, Unreadable
+from telecircle.domain.notes import NoteBody, NoteLimits, NoteRefused, Unreadable, encode_body
 from telecircle.services.audit import AuditLog
 from telecircle.services.key_rotation import rotate_keys, verify_keys
 from telecircle.services.notes import KeysMissing, NotesService
 from telecircle.services.retention import DAY, NotesRetention
 from telecircle.storage import accounts_store, notes_store, org_store, stores
 from telecircle.storage.accounts_store import UserRecord
-from telecircle.storage.database import Database
+from telecircle.storage.database import Database, open_database
 from telecircle.storage.tables import NoteVersionRow, SessionKeyRow
 from tests.services.conftest import SteerableClock
 from tests.storage.conftest import database, db_url, postgres_unreachable  # noqa: F401
@@ -199,7 +200,7 @@ async def test_a_note_cannot_be_taken_over_or_moved(clinic: Clinic) -> None:
         await clinic.save("note-0001", "save-0002", author=clinic.co.id)
     assert refused.value.code == "note_not_found"
     other_room = await stores.create_room(clinic.db, "Other", 10, new_room_code())
-    with pytest.raises(NoteRefused):
+    with pytest.raises(NoteRefused):  # the session is not of the room named
         await clinic.notes.save(
             author_id=clinic.therapist.id,
             room_id=other_room.id,
@@ -208,6 +209,66 @@ async def test_a_note_cannot_be_taken_over_or_moved(clinic: Clinic) -> None:
             save_id="save-0001",
             body=clinic.body(),
         )
+    for stranger in (clinic.outsider, clinic.admin):  # not a clinician of the room
+        with pytest.raises(NoteRefused) as refused:
+            await clinic.save("note-0003", "save-0001", author=stranger.id)
+        assert refused.value.code == "note_not_found"
+    assert set(await _texts(clinic)) == {"note-0001"}
+
+
+async def test_an_ended_sessions_note_is_saved_by_its_clinician(clinic: Clinic) -> None:
+    await clinic.save("note-0001", "save-0001", clinic.body("typed in the session"))
+    ended = clinic.session_id
+    await clinic.new_session()
+    saved = await clinic.notes.save(
+        author_id=clinic.therapist.id,
+        session_id=ended,
+        note_id="note-0001",
+        save_id="save-0002",
+        body=clinic.body("typed as it ended"),
+    )
+    assert saved.version == 2
+    clinic.session_id = ended
+    assert await _texts(clinic) == {"note-0001": ["typed in the session", "typed as it ended"]}
+
+
+async def test_a_purge_waits_for_a_save_that_holds_the_key(clinic: Clinic) -> None:
+    """A save reads the session's key under a row lock, so a purge cannot destroy the
+    key between that read and the save's commit (which would acknowledge a version that
+    can never be read)."""
+    await clinic.save("note-0001", "save-0001")
+    old = clinic.session_id
+    await clinic.new_session()
+    clinic.clock.offset += RETENTION_DAYS * DAY + 1
+    retention = NotesRetention(clinic.db, clinic.clock, clinic.audit, _org_days)
+    sealing, release = threading.Event(), threading.Event()
+
+    def hold_then_seal(key: notes_store.SessionKey, version: int) -> Sealed:
+        sealing.set()  # inside the save's transaction, after it read the key
+        release.wait(timeout=30)
+        data_key = unwrap(key.wrapped, clinic.keys.get(key.kek_version), old)  # type: ignore[arg-type]
+        binding = NoteBinding("note-0001", old, clinic.therapist.id, key.kek_version, version)
+        return seal(data_key, encode_body(clinic.body("the last words")), binding)
+
+    async def save_elsewhere() -> notes_store.SaveOutcome:
+        # Its own event loop and connection (another request of the server).
+        db = await open_database(str(clinic.db.engine.url.render_as_string(hide_password=False)))
+        try:
+            request = notes_store.SaveRequest(
+                old, "note-0001", clinic.therapist.id, "save-0002", clinic.clock.now(), 9, 9
+            )
+            return await notes_store.save_version(db, request, _no_new_key, hold_then_seal)
+        finally:
+            await db.close()
+
+    saving = asyncio.create_task(asyncio.to_thread(asyncio.run, save_elsewhere()))
+    assert await asyncio.to_thread(sealing.wait, 30)
+    purge = asyncio.create_task(retention.purge())
+    await asyncio.sleep(0.5)
+    assert not purge.done()  # waiting for the save's lock on the key
+    release.set()
+    assert (await saving).version == 2
+    assert await purge == [old]  # then destroys it, acknowledged save and all
 
 
 # --------------------------------------------------------------------- who reads
@@ -413,6 +474,10 @@ async def test_rotation_under_concurrent_saves_loses_nothing(clinic: Clinic) -> 
         assert [v.body and v.body.text for v in note.versions] == [f"draft {i}" for i in range(12)]
 
 
+def _no_new_key() -> WrappedKey:
+    raise AssertionError("the session has its key")
+
+
 def _roomy_limits() -> NoteLimits:
     return NoteLimits(max_chars=500, max_versions=100, max_notes_per_author=10)
 
@@ -530,3 +595,21 @@ async def test_other_text_is_sealed_with_the_session_and_shredded_with_it(
     assert await clinic.notes.open_text(old, "feedback:r1", sealed) is Unreadable.DESTROYED
     with pytest.raises(NoteRefused):
         await clinic.notes.seal_text(old, "feedback:r3", "late")
+
+
+async def test_the_server_purges_on_its_own_schedule(clinic: Clinic) -> None:
+    await clinic.save("note-0001", "save-0001")
+    old = clinic.session_id
+    await clinic.new_session()
+    retention = NotesRetention(clinic.db, clinic.clock, clinic.audit, _org_days)
+    retention.start(interval=0.05)
+    try:
+        clinic.clock.offset += RETENTION_DAYS * DAY + 1  # a month later, the job runs
+        for _ in range(200):  # bounded: ten seconds at most
+            if (await clinic.audit.page(action="notes_purged")).total:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await retention.close()
+    purged = await clinic.audit.page(action="notes_purged")
+    assert [entry.target for entry in purged.entries] == [old]

@@ -28,6 +28,7 @@ from telecircle.storage.database import open_database
 from tests.conftest import start_server
 from tests.services.test_restart_process import free_port, join, telecircle
 from tests.signalling.client import Client
+from tests.storage.conftest import db_url, postgres_unreachable  # noqa: F401
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,8 +53,11 @@ def payload(session_id: str, note: int, n: int) -> dict[str, Any]:
     }
 
 
-async def test_a_killed_server_loses_no_acknowledged_save(tmp_path: Path) -> None:
-    setup = await start_server(tmp_path)
+async def test_a_killed_server_loses_no_acknowledged_save(
+    tmp_path: Path,
+    db_url: str,  # noqa: F811 (SQLite, and PostgreSQL where it is reachable)
+) -> None:
+    setup = await start_server(tmp_path, database_url=db_url)
     code = await setup.create_room()
     cookie = await setup.owner_cookie(code)
     data_dir = setup.settings.data_dir
@@ -65,7 +69,7 @@ async def test_a_killed_server_loses_no_acknowledged_save(tmp_path: Path) -> Non
     sent: dict[str, dict[str, Any]] = {}
     clients: list[Client] = []
     try:
-        with telecircle(data_dir, port, log) as server:
+        with telecircle(data_dir, port, log, db_url) as server:
             therapist, _ = await join(url, cookie, code)
             clients.append(therapist)
             session_id = (await therapist.call("list_notes", {}))["data"]["session_id"]
@@ -95,7 +99,7 @@ async def test_a_killed_server_loses_no_acknowledged_save(tmp_path: Path) -> Non
         assert len(acked) >= KILL_AFTER_ACKS
         unacknowledged = [save_id for save_id in sent if save_id not in acked]
 
-        with telecircle(data_dir, port, log):
+        with telecircle(data_dir, port, log, db_url):
             therapist2, _ = await join(url, cookie, code)
             clients.append(therapist2)
             # The browser's queue: every save it sent without an answer, again.
@@ -112,7 +116,7 @@ async def test_a_killed_server_loses_no_acknowledged_save(tmp_path: Path) -> Non
 
     assert "words words" not in log.read_text()  # no note text in the server's logs
     # Every acknowledged save is there, with its text, in order, and nothing else is.
-    versions = await _stored_versions(data_dir)
+    versions = await _stored_versions(data_dir, db_url)
     for save_id, version in acked.items():
         request = sent[save_id]
         assert versions[(request["note_id"], version)] == request["text"]
@@ -122,9 +126,9 @@ async def test_a_killed_server_loses_no_acknowledged_save(tmp_path: Path) -> Non
     assert len(versions) == len(acked)
 
 
-async def _stored_versions(data_dir: Path) -> dict[tuple[str, int], str]:
+async def _stored_versions(data_dir: Path, url: str) -> dict[tuple[str, int], str]:
     """Every stored version's text, read with the keys from the data folder."""
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, database_url=url)
     db = await open_database(settings.effective_database_url)
     try:
         keys = open_key_store(settings.effective_key_dir, create=False)

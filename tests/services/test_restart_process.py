@@ -44,10 +44,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def telecircle(data_dir: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def telecircle(
+    data_dir: Path, port: int, log: Path, database_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A ``telecircle serve`` process, healthy when this yields; stopped at the end if
-    the test has not stopped it."""
+    the test has not stopped it. Its database is SQLite in ``data_dir`` unless given."""
     command = [str(Path(sys.executable).parent / "telecircle"), "--data-dir", str(data_dir)]
+    if database_url is not None:
+        command += ["--database-url", database_url]
     env = {
         **os.environ,
         "TELECIRCLE_PAIRS_MIN_SECONDS": "2",

@@ -5,12 +5,13 @@ patients and other clinicians never reach a note; nothing of a note is logged.""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from telecircle.web.keys import NOTES
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 from tests.signalling.client import Client
 from tests.signalling.test_controls import Session, open_session
 
@@ -126,3 +127,58 @@ async def test_a_co_facilitator_writes_their_own_notes(server: RunningServer) ->
 async def _close(s: Session) -> None:
     for client in (s.therapist, s.ann, s.bo):
         await client.close()
+
+
+async def test_the_limits_are_the_settings(tmp_path: Path) -> None:
+    server = await start_server(
+        tmp_path,
+        note_max_chars=100,
+        note_max_versions=10,
+        note_max_per_author=2,
+        note_topic_max_chars=5,
+        note_max_tags=1,
+    )
+    s = await open_session(server)
+    try:
+        panel = await _panel(s.therapist)
+        assert (panel["max_chars"], panel["max_versions"]) == (100, 10)
+        sid = panel["session_id"]
+
+        async def code(payload: dict[str, Any]) -> str:
+            ack = await s.therapist.call("save_note", payload)
+            return "ok" if ack["ok"] else str(ack["error"]["code"])
+
+        assert await code(save(sid, "x" * 101)) == "note_too_long"
+        assert await code({**save(sid, "x"), "topic": "abcdef"}) == "topic_too_long"
+        two_tags = {**save(sid, "x"), "topic": "", "participant_ids": [s.ann_id, s.bo_id]}
+        assert await code(two_tags) == "too_many_tags"
+        for n in range(10):
+            assert await code({**save(sid, "x" * 100, n=n), "topic": "fam"}) == "ok"
+        assert await code({**save(sid, "x", n=10), "topic": ""}) == "too_many_versions"
+        assert await code({**save(sid, "x", note="note-0002"), "topic": ""}) == "ok"
+        assert await code({**save(sid, "x", note="note-0003"), "topic": ""}) == "too_many_notes"
+    finally:
+        await _close(s)
+        await server.runner.cleanup()
+
+
+async def test_a_clinician_without_a_seat_saves_into_an_ended_session(
+    server: RunningServer,
+) -> None:
+    s = await open_session(server)
+    session_id = (await _panel(s.therapist))["session_id"]
+    assert (await s.therapist.call("save_note", save(session_id, "before the end")))["ok"]
+    assert (await s.therapist.call("end_session", {}))["ok"]
+    await _close(s)
+    # The page's drafts, sent afterwards from a fresh connection that joins nothing.
+    later = await Client().connect(server.url, await server.owner_cookie(s.code))
+    patient = await Client().connect(server.url, await server.patient_cookie(s.code, "Cy"))
+    try:
+        ack = await later.call("save_note", save(session_id, "as it ended", n=2))
+        assert ack["ok"] and ack["data"]["version"] == 2, ack
+        refused = await patient.call("save_note", save(session_id, "not mine", n=3))
+        assert refused["error"]["code"] == "not_allowed"
+        assert (await later.call("list_notes", {}))["error"]["code"] == "not_joined"
+    finally:
+        await later.close()
+        await patient.close()

@@ -1,5 +1,5 @@
-"""The session record's queries on SQLite and PostgreSQL: one session's facts (seats,
-attendance, timeline, consents) and a room's list of sessions."""
+"""The session record's queries on SQLite and PostgreSQL: one session's facts (seats
+and whose they are, attendance, timeline, consents) and a room's list of sessions."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from telecircle.domain.events import (
 from telecircle.domain.ids import ParticipantId, RoomId, SessionId, new_room_code
 from telecircle.storage import accounts_store, invites_store, org_store, record_store, stores
 from telecircle.storage.database import Database
+from telecircle.storage.invites_store import InviteKind
 from telecircle.storage.tables import ParticipantRow
 
 T0 = 1_700_000_000.25
@@ -39,23 +40,39 @@ async def _link_seat(
         )
 
 
-async def _pass_with_consent(
-    db: Database, room_id: RoomId, therapist_id: str, pass_hash: str, *versions: int
-) -> None:
+async def _invite(
+    db: Database, room_id: RoomId, therapist_id: str, kind: InviteKind = "personal"
+) -> str:
     invite = await invites_store.create_invite(
         db,
         invite_id=new_invite_id(),
         room_id=room_id,
-        kind="personal",
-        patient_name="Ann",
+        kind=kind,
+        patient_name="Ann" if kind == "personal" else None,
         created_by=therapist_id,
         scheduled_session_id=None,
         now=T0 - 100,
         expires_at=T0 + DAY,
     )
-    await invites_store.redeem_invite(db, invite.id, pass_hash, T0 - 90)
+    return invite.id
+
+
+async def _pass_with_consent(
+    db: Database,
+    room_id: RoomId,
+    therapist_id: str,
+    pass_hash: str,
+    *versions: int,
+    invite_id: str | None = None,
+    at: float = T0 - 90,
+) -> str:
+    """Redeem an invite (a new personal one unless given) as ``pass_hash`` and record
+    its consents; returns the invite's id."""
+    invite_id = invite_id or await _invite(db, room_id, therapist_id)
+    await invites_store.redeem_invite(db, invite_id, pass_hash, at)
     for offset, version in enumerate(versions):
-        await invites_store.record_consent(db, pass_hash, version, offset == 0, T0 - 80 + offset)
+        await invites_store.record_consent(db, pass_hash, version, offset == 0, at + 10 + offset)
+    return invite_id
 
 
 async def test_unknown_sessions_have_no_facts(database: Database) -> None:
@@ -83,7 +100,7 @@ async def test_session_facts_hold_seats_attendance_timeline_and_consents(
         ParticipantLeft(BO, LeaveReason.LEFT, T0 + 300),
     ]
     await stores.record_events(database, session.id, events)
-    await _pass_with_consent(database, room.id, therapist.id, "a" * 64, 1, 2)
+    ann_invite = await _pass_with_consent(database, room.id, therapist.id, "a" * 64, 1, 2)
     await _pass_with_consent(database, room.id, therapist.id, "b" * 64, 2)
     await _link_seat(database, DOC, user_id=therapist.id)
     await _link_seat(database, ANN, pass_id="a" * 64)
@@ -93,10 +110,12 @@ async def test_session_facts_hold_seats_attendance_timeline_and_consents(
     assert facts is not None
     assert (facts.room_id, facts.room_name, facts.status) == (room.id, "Tuesday group", "open")
     assert facts.started_at == pytest.approx(T0) and facts.ended_at is None
-    assert [(s.participant_id, s.display_name, s.user_id, s.pass_id) for s in facts.seats] == [
-        (DOC, "Dr Lee", therapist.id, None),
-        (ANN, "Ann", None, "a" * 64),
-        (BO, "Bo", None, None),
+    assert [
+        (s.participant_id, s.display_name, s.user_id, s.pass_id, s.person_key) for s in facts.seats
+    ] == [
+        (DOC, "Dr Lee", therapist.id, None, f"user:{therapist.id}"),
+        (ANN, "Ann", None, "a" * 64, f"invite:{ann_invite}"),
+        (BO, "Bo", None, None, BO),  # no owner recorded: the seat is its own person
     ]
     assert facts.seats[2].left_at == pytest.approx(T0 + 300)
     assert [
@@ -108,10 +127,71 @@ async def test_session_facts_hold_seats_attendance_timeline_and_consents(
     ]
     assert [e.seq for e in facts.events] == list(range(1, len(events) + 1))
     assert [e.to_event() for e in facts.events] == events
-    # Ann's pass consented twice (agreement 1, then 2); Bo's seat is not linked to a pass.
-    assert [
-        (c.participant_id, c.agreement_version, c.recording_consent) for c in facts.consents
-    ] == [(ANN, 1, True), (ANN, 2, False)]
+    # Ann's pass consented twice (agreement 1, then 2); Bo's seat is not linked to a pass,
+    # and the other pass took no seat in this session.
+    assert [(c.pass_id, c.agreement_version, c.recording_consent) for c in facts.consents] == [
+        ("a" * 64, 1, True),
+        ("a" * 64, 2, False),
+    ]
+
+
+async def test_one_persons_seats_share_a_person_key(database: Database) -> None:
+    """A clinician's seats share their account; a personal invite's passes (one per
+    device) are one person; each pass of a group invite is a person of its own."""
+    therapist = await accounts_store.create_user(
+        database, username="doc", display_name="Dr Lee", role=Role.THERAPIST, now=T0
+    )
+    room = await stores.create_room(database, "Tuesday group", 8, new_room_code(), now=T0)
+    await org_store.add_agreement_version(database, "Be kind.", None, T0 - 500)
+    session = await stores.open_session(database, room.id, T0)
+    seats = [ParticipantId(f"p_{n}") for n in range(8)]
+    doc_1, doc_2, ann_phone, ann_laptop, ann_again, bo, cy, old = seats
+    await stores.record_events(
+        database,
+        session.id,
+        [
+            ParticipantJoined(doc_1, "Dr Lee", T0),
+            ParticipantLeft(doc_1, LeaveReason.CONNECTION_LOST, T0 + 100),
+            ParticipantJoined(doc_2, "Dr Lee", T0 + 110),
+            *(ParticipantKnocked(pid, "Patient", T0 + 120 + n) for n, pid in enumerate(seats[2:])),
+            *(ParticipantAdmitted(pid, doc_2, T0 + 140 + n) for n, pid in enumerate(seats[2:])),
+        ],
+    )
+    ann = await _pass_with_consent(database, room.id, therapist.id, "a" * 64, 1)
+    await _pass_with_consent(database, room.id, therapist.id, "c" * 64, 1, invite_id=ann, at=T0)
+    group = await _invite(database, room.id, therapist.id, "group")
+    for pass_hash in ("b" * 64, "d" * 64):
+        await _pass_with_consent(database, room.id, therapist.id, pass_hash, 1, invite_id=group)
+    owners = {
+        doc_1: (therapist.id, None),
+        doc_2: (therapist.id, None),
+        ann_phone: (None, "a" * 64),
+        ann_laptop: (None, "c" * 64),
+        ann_again: (None, "c" * 64),
+        bo: (None, "b" * 64),
+        cy: (None, "d" * 64),
+    }
+    for pid, (user_id, pass_id) in owners.items():
+        await _link_seat(database, pid, user_id=user_id, pass_id=pass_id)
+
+    facts = await record_store.session_facts(database, session.id)
+    assert facts is not None
+    keys = {seat.participant_id: seat.person_key for seat in facts.seats}
+    assert keys == {
+        doc_1: f"user:{therapist.id}",
+        doc_2: f"user:{therapist.id}",
+        ann_phone: f"invite:{ann}",
+        ann_laptop: f"invite:{ann}",
+        ann_again: f"invite:{ann}",
+        bo: "pass:" + "b" * 64,
+        cy: "pass:" + "d" * 64,
+        old: old,
+    }
+    # Each pass's consent once, however many seats were taken with it.
+    assert sorted(c.pass_id for c in facts.consents) == sorted(p * 64 for p in ("a", "c", "b", "d"))
+    # The list counts people: Dr Lee, Ann, Bo, Cy and the unowned seat.
+    [listed] = await record_store.room_sessions(database, room.id)
+    assert listed.attended == 5
 
 
 async def test_the_rooms_sessions_newest_first_with_who_attended(database: Database) -> None:

@@ -42,6 +42,7 @@ OVERALL = "The group overall"
 COMMENT = "Anything you would like your therapist to know?"
 SECRET_COMMENT = "Nobody in the group knows about my diagnosis xj4"
 NO_SESSION = "No session to give feedback on"
+FEEDBACK_LINK = '<a href="/feedback">Tell your therapists how the last session went</a>'
 ERROR = re.compile(r'<p class="error" role="alert">(.*?)</p>', re.S)
 
 
@@ -105,10 +106,13 @@ class Group:
         self.server.app[CHECKINS].record(patient_key(record), "Home", "Sam 0123")
 
     async def run_session(
-        self, attend: tuple[str, ...] = ("Ann", "Bo"), lobby: tuple[str, ...] = ()
+        self,
+        attend: tuple[str, ...] = ("Ann", "Bo"),
+        lobby: tuple[str, ...] = (),
+        leave_early: tuple[str, ...] = (),
     ) -> str:
-        """A session lasting an hour: ``attend`` are admitted, ``lobby`` only wait; the
-        therapist ends it for all."""
+        """A session lasting an hour: ``attend`` are admitted, ``lobby`` only wait, those
+        of ``leave_early`` leave before the end; the therapist ends it for all."""
         clients: list[Client] = []
         try:
             therapist = await Client().connect(self.server.url, self.owner_cookie)
@@ -126,7 +130,11 @@ class Group:
                     pid = joined["data"]["participant_id"]
                     admitted = await therapist.call("admit", {"participant_id": pid})
                     assert admitted["ok"], admitted
-            self.clock.advance(1)
+            self.clock.advance(0.5)
+            for name in leave_early:
+                client = clients[1 + (*attend, *lobby).index(name)]
+                assert (await client.call("leave", {}))["ok"]
+            self.clock.advance(0.5)
             assert (await therapist.call("end_session", {}))["ok"]
         finally:
             for client in clients:
@@ -172,7 +180,7 @@ async def send(
         await client.close()
 
 
-async def get(server: RunningServer, cookie: str, path: str = "/feedback") -> Page:
+async def get(server: RunningServer, cookie: str | None, path: str = "/feedback") -> Page:
     client = SiteClient(server.url, cookie)
     try:
         return await client.get(path, follow=False)
@@ -215,6 +223,34 @@ async def test_the_form_opens_after_an_attended_session_ends_until_the_window_cl
     assert "How was the session?" in (await get(server, group.cookies["Ann"])).text
     clock.advance(1)
     assert NO_SESSION in (await get(server, group.cookies["Ann"])).text
+
+
+async def test_the_pages_a_patient_comes_back_to_point_to_the_form(
+    server: RunningServer, clock: SteppedClock
+) -> None:
+    """Someone who left early never saw the call's "session ended" screen (nor did
+    someone whose connection dropped): the pre-join page and an invite's page they come
+    back to point to the form while it waits for them, and only then."""
+    group = await make_group(server, clock, ("Ann", "Bo", "Dee"))
+    assert FEEDBACK_LINK not in (await get(server, group.cookies["Ann"], "/join")).text
+    await group.run_session(attend=("Ann", "Bo"), lobby=("Dee",), leave_early=("Ann",))
+    for name in ("Ann", "Bo"):
+        join = await get(server, group.cookies[name], "/join")
+        assert join.status == 200 and FEEDBACK_LINK in join.text, name
+    assert FEEDBACK_LINK not in (await get(server, group.cookies["Dee"], "/join")).text
+    # Next week's link, opened in the same browser: its page says so too.
+    token = await server.personal_invite(group.code, "Ann")
+    landing = await get(server, group.cookies["Ann"], f"/i/{token}")
+    assert landing.status == 200 and "You are invited" in landing.text
+    assert FEEDBACK_LINK in landing.text
+    # A browser without a pass: nobody to ask.
+    assert FEEDBACK_LINK not in (await get(server, None, f"/i/{token}")).text
+    # Answered, the pages stop asking; unanswered, they ask until the window closes.
+    assert "Thank you" in (await send(server, group.cookies["Ann"], {HEARD: "8"})).text
+    assert FEEDBACK_LINK not in (await get(server, group.cookies["Ann"], "/join")).text
+    assert FEEDBACK_LINK not in (await get(server, group.cookies["Ann"], f"/i/{token}")).text
+    clock.advance(WINDOW_HOURS)
+    assert FEEDBACK_LINK not in (await get(server, group.cookies["Bo"], "/join")).text
 
 
 async def test_a_patient_sends_the_form_once(server: RunningServer, clock: SteppedClock) -> None:

@@ -4,6 +4,11 @@ A group runs through real socket.io clients on a real server with a steerable cl
 (lobby, admits, a denial, mutes, screen share, pairs, a segment, a dropped connection,
 a removal); notes are written through the real notes service. The record is then read
 as each role would, and checked against what happened.
+
+A second group has people who take more than one seat: a patient who leaves and comes
+back, one who opens their personal link on a second device (one from the lobby), and a
+clinician whose connection stays lost past the reconnect window. Each is one person on
+the record, with the minutes of all their seats.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +33,13 @@ from telecircle.domain.access import Role
 from telecircle.domain.ids import ParticipantId, RoomCode, RoomId
 from telecircle.domain.notes import Note, NoteBody, NoteVersion, Unreadable
 from telecircle.domain.session_summary import elapsed_label
-from telecircle.services.session_record import SessionRecords
-from telecircle.storage import notes_store, org_store, stores
+from telecircle.services.entry import patient_key
+from telecircle.services.session_record import EARLIER_VERSIONS_SHOWN, SessionRecords
+from telecircle.storage import invites_store, notes_store, org_store, stores
 from telecircle.storage.accounts_store import UserRecord, get_user
 from telecircle.storage.tables import ParticipantRow
 from telecircle.web.app import create_app
-from telecircle.web.keys import AUDIT, CLOCK, NOTES
+from telecircle.web.keys import AUDIT, CHECKINS, CLOCK, NOTES
 from tests.conftest import RunningServer, free_port
 from tests.signalling.client import Client
 from tests.storage.conftest import db_url, postgres_unreachable  # noqa: F401
@@ -61,6 +68,30 @@ def clock() -> SteppedClock:
     return SteppedClock()
 
 
+@asynccontextmanager
+async def serving(
+    tmp_path: Path, clock: SteppedClock, database_url: str, **overrides: float
+) -> AsyncIterator[RunningServer]:
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        tune_garbage_collector=False,
+        port=free_port(),
+        time_zone=ZONE,
+        # The clinicians read the record after the session: signed in all along.
+        login_idle_timeout=6 * 3600,
+        **overrides,
+    )
+    app = create_app(settings, clock)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+        yield RunningServer(app, runner, settings)
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def server(
     tmp_path: Path,
@@ -68,21 +99,24 @@ async def server(
     db_url: str,  # noqa: F811
 ) -> AsyncIterator[RunningServer]:
     """The real application on SQLite and on PostgreSQL (where reachable)."""
-    settings = load_settings(
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        tune_garbage_collector=False,
-        port=free_port(),
-        time_zone=ZONE,
-        # The clinicians read the record after the session: signed in all along.
-        login_idle_timeout=6 * 3600,
-    )
-    app = create_app(settings, clock)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.port).start()
-    yield RunningServer(app, runner, settings)
-    await runner.cleanup()
+    async with serving(tmp_path, clock, db_url) as running:
+        yield running
+
+
+# Seconds (of the event loop and of the clock) a dropped connection's seat is held: short,
+# so that a test can let the reconnect window run out.
+BRIEF_GRACE = 0.5
+
+
+@pytest.fixture
+async def brief_grace_server(
+    tmp_path: Path,
+    clock: SteppedClock,
+    db_url: str,  # noqa: F811
+) -> AsyncIterator[RunningServer]:
+    """As ``server``, with a reconnect window of :data:`BRIEF_GRACE`."""
+    async with serving(tmp_path, clock, db_url, reconnect_grace=BRIEF_GRACE) as running:
+        yield running
 
 
 @dataclass
@@ -191,16 +225,21 @@ async def run_group(server: RunningServer, clock: SteppedClock) -> Group:
 
 
 async def _wait_for_away(server: RunningServer, room_id: RoomId, pid: ParticipantId) -> None:
+    await _wait_for_event(server, room_id, "participant_away", pid)
+
+
+async def _wait_for_event(
+    server: RunningServer, room_id: RoomId, kind: str, pid: ParticipantId
+) -> None:
+    """Until the open session's timeline has an event ``kind`` about seat ``pid``."""
     session = await stores.get_open_session(server.database, room_id)
     assert session is not None
     for _ in range(200):
         timeline = await stores.load_timeline(server.database, session.id)
-        if any(
-            e.kind == "participant_away" and e.payload["participant_id"] == pid for e in timeline
-        ):
+        if any(e.kind == kind and e.payload["participant_id"] == pid for e in timeline):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError("the dropped connection was never recorded")
+    raise AssertionError(f"no {kind} of {pid} was recorded")
 
 
 async def write_notes(server: RunningServer, clock: SteppedClock, group: Group) -> None:
@@ -240,13 +279,116 @@ async def group(server: RunningServer, clock: SteppedClock) -> Group:
     return ran
 
 
+@dataclass
+class Returns:
+    """A session whose people took several seats: each person's seats in the order
+    taken, and the cookies to read it with."""
+
+    code: str
+    room_id: RoomId
+    session_id: str
+    owner_cookie: str
+    patient_cookie: str
+    seats: dict[str, list[str]] = field(default_factory=dict)
+
+
+async def run_returns(server: RunningServer, clock: SteppedClock) -> Returns:
+    """Run a session to its end at minute 32 (times are minutes after the start):
+
+    - Ann is admitted at 1, leaves at 13 (the leave message), opens the room again at
+      20 with the same pass and is admitted again: 12 + 12 = 24 minutes;
+    - Bo is admitted at 1; at 11 he opens his personal link on a laptop (as "Bo B",
+      accepting a newer agreement), which ends his first seat; admitted at 12: 10 + 20;
+    - Cy waits in the lobby from 0 and at 2 opens her link on a laptop, admitted at
+      once: her first seat never got in, her second attended 30 minutes;
+    - Dr Co's connection drops at 5 and is not back within the reconnect window; she
+      enters again at 10: 5 + 22 = 27 minutes.
+    """
+    code = await server.create_room("Thursday group")
+    room = await stores.get_room_by_code(server.database, RoomCode(code))
+    assert room is not None
+    co_cookie = await server.clinician_cookie(code, "Dr Co")
+    tokens = {name: await server.personal_invite(code, name) for name in ("Ann", "Bo", "Cy")}
+    cookies = {name: await server.open_invite(token, name) for name, token in tokens.items()}
+    ran = Returns(code, room.id, "", await server.owner_cookie(code), cookies["Ann"])
+
+    def seat(name: str, pid: str) -> str:
+        ran.seats.setdefault(name, []).append(pid)
+        return pid
+
+    clients: list[Client] = []
+
+    async def enter(name: str, cookie: str) -> tuple[Client, str]:
+        client, pid = await _join(server, cookie, code)
+        clients.append(client)
+        return client, seat(name, pid)
+
+    try:
+        doc, _ = await enter("Dr Test", ran.owner_cookie)
+        session = await stores.get_open_session(server.database, room.id)
+        assert session is not None
+        ran.session_id = session.id
+        co, co_first = await enter("Dr Co", co_cookie)
+        ann, ann_first = await enter("Ann", cookies["Ann"])
+        _, bo_phone = await enter("Bo", cookies["Bo"])
+        await enter("Cy", cookies["Cy"])
+        clock.advance(1)
+        for pid in (ann_first, bo_phone):
+            await _ok(doc, "admit", {"participant_id": pid})
+        clock.advance(1)  # 2: Cy opens her link on a laptop, from the lobby
+        _, cy_laptop = await enter("Cy", await server.open_invite(tokens["Cy"], "Cy"))
+        await _ok(doc, "admit", {"participant_id": cy_laptop})
+        clock.advance(3)  # 5: Dr Co's connection drops; the window runs out
+        await co.sio.eio.disconnect(abort=True)
+        await _wait_for_event(server, room.id, "participant_away", ParticipantId(co_first))
+        await _wait_for_event(server, room.id, "participant_left", ParticipantId(co_first))
+        clock.advance(5)  # 10: she enters afresh, in a new seat
+        await enter("Dr Co", co_cookie)
+        clock.advance(1)  # 11: Bo opens his link on a laptop
+        await org_store.add_agreement_version(server.database, "Be kind.", None, clock.now())
+        _, bo_laptop = await enter("Bo", await server.open_invite(tokens["Bo"], "Bo B"))
+        clock.advance(1)
+        await _ok(doc, "admit", {"participant_id": bo_laptop})
+        clock.advance(1)  # 13: Ann leaves
+        await _ok(ann, "leave")
+        clock.advance(7)  # 20: and comes back with the same pass
+        await _check_in_again(server, cookies["Ann"])
+        _, ann_again = await enter("Ann", cookies["Ann"])
+        await _ok(doc, "admit", {"participant_id": ann_again})
+        clock.advance(12)
+        await _ok(doc, "end_session")  # 32
+    finally:
+        for client in clients:
+            await client.close()
+    assert {name: len(set(seats)) for name, seats in ran.seats.items()} == {
+        "Dr Test": 1,
+        "Dr Co": 2,
+        "Ann": 2,
+        "Bo": 2,
+        "Cy": 2,
+    }
+    return ran
+
+
+async def _check_in_again(server: RunningServer, cookie: str) -> None:
+    """The page before the session, filled in again (the check-in went with the seat)."""
+    found = await invites_store.get_pass(server.database, secret_hash(cookie.partition("=")[2]))
+    assert found is not None
+    server.app[CHECKINS].record(patient_key(found), "Home", "Sam 0123")
+
+
+@pytest.fixture
+async def returns(brief_grace_server: RunningServer, clock: SteppedClock) -> Returns:
+    return await run_returns(brief_grace_server, clock)
+
+
 def local_clock(at: float) -> str:
     return datetime.fromtimestamp(at, ZoneInfo(ZONE)).strftime("%H:%M:%S")
 
 
 def row_of(page: str, participant_id: str, table: str) -> str:
     section = page.split(f'<table class="list {table}">', 1)[1].split("</table>", 1)[0]
-    match = re.search(rf'<tr data-participant-id="{participant_id}">(.*?)</tr>', section, re.S)
+    match = re.search(rf'<tr data-participant-id="{participant_id}"[^>]*>(.*?)</tr>', section, re.S)
     assert match, (participant_id, table)
     return match.group(1)
 
@@ -515,3 +657,91 @@ async def test_a_real_entry_records_whose_seat_it_is(
         seats = {row.id: (row.user_id, row.pass_id) for row in rows}
     assert seats[ran.ids["Ann"]] == (None, ran.passes["Ann"])
     assert seats[ran.ids["Dr Test"]] == (ran.owner_id, None)
+
+
+async def test_a_person_with_several_seats_is_one_attendee(
+    brief_grace_server: RunningServer, returns: Returns
+) -> None:
+    server, seats = brief_grace_server, returns.seats
+    _, page, _ = await read(server, returns.owner_cookie, f"/clinic/sessions/{returns.session_id}")
+    attendance = page.split('<table class="list attendance">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr data-participant-id="([^"]+)" data-seats="([^"]+)">', attendance)
+    # One row per person, under their first seat, listing all their seats.
+    assert sorted(rows) == sorted((own[0], " ".join(own)) for own in seats.values())
+    expected = {"Dr Test": 32, "Dr Co": 27, "Ann": 24, "Bo": 30, "Cy": 30}
+    for name, minutes in expected.items():
+        assert minutes_in(row_of(page, seats[name][0], "attendance")) == minutes, name
+    ann = row_of(page, seats["Ann"][0], "attendance")
+    assert ann.count("<li>") == 2 and "(left)" in ann and "not counting" not in ann
+    bo = row_of(page, seats["Bo"][0], "attendance")
+    assert "<td>Bo B</td>" in bo  # the name given for the latest seat
+    assert "(joined from another device)" in bo and bo.count("<li>") == 2
+    co = row_of(page, seats["Dr Co"][0], "attendance")
+    assert "<td>clinician</td>" in co and "(connection lost)" in co
+    assert row_of(page, seats["Cy"][0], "attendance").count("<li>") == 1
+    # Cy's first seat never got in, but she did: she is not "never admitted".
+    lobby = page.split("<h3>Waited in the lobby, never admitted</h3>", 1)[1].split("<h3>", 1)[0]
+    assert '<p class="hint">Nobody.</p>' in lobby
+    # The timeline still tells each seat by the name it was taken with.
+    texts = timeline_texts(page)
+    assert texts.count("Dr Test admitted Ann") == 2 and "Ann left" in texts
+    assert "Bo left (their link was opened on another device)" in texts
+    assert "Bo B arrived in the lobby" in texts and "Dr Test admitted Bo B" in texts
+    assert "Cy left (their link was opened on another device)" in texts
+    assert "Dr Co left (connection lost)" in texts and texts.count("Dr Co joined") == 2
+
+
+async def test_several_seats_count_once_in_consent_billing_and_the_list(
+    brief_grace_server: RunningServer, returns: Returns
+) -> None:
+    server, seats = brief_grace_server, returns.seats
+    _, page, _ = await read(server, returns.owner_cookie, f"/clinic/sessions/{returns.session_id}")
+    patients = ("Ann", "Bo", "Cy")
+    for table in ("billing", "consent"):
+        section = page.split(f'<table class="list {table}">', 1)[1].split("</table>", 1)[0]
+        listed = re.findall(r'<tr data-participant-id="([^"]+)">', section)
+        assert sorted(listed) == sorted(seats[name][0] for name in patients), table
+    too_short = "Attendance may be too short to bill"
+    for name, minutes in (("Ann", 24), ("Bo", 30), ("Cy", 30)):
+        line = row_of(page, seats[name][0], "billing")
+        assert minutes_in(line) == minutes and too_short not in line, name
+    assert "version 1" in row_of(page, seats["Ann"][0], "consent")
+    # Bo accepted the newer agreement on his laptop, the seat he ended the session in.
+    bo = row_of(page, seats["Bo"][0], "consent")
+    assert "<td>Bo B</td>" in bo and "version 2" in bo
+    _, listing, _ = await read(
+        server, returns.owner_cookie, f"/clinic/rooms/{returns.room_id}/sessions"
+    )
+    [(_, row)] = re.findall(r'<tr data-session-id="([^"]+)">(.*?)</tr>', listing, re.S)
+    assert "5 people" in row
+
+
+async def test_a_notes_earlier_versions_are_folded_and_bounded(
+    server: RunningServer, clock: SteppedClock, group: Group
+) -> None:
+    """The newest version in full; the earlier ones folded away (and left out of print),
+    at most EARLIER_VERSIONS_SHOWN of them; the JSON export keeps every version."""
+    common = {"room_id": group.room_id, "session_id": group.session_id}
+    versions = EARLIER_VERSIONS_SHOWN + 3  # two were saved while the session ran
+    for n in range(3, versions + 1):
+        await server.app[NOTES].save(
+            author_id=group.owner_id,
+            note_id="note-ann-1",
+            save_id=f"save-{n:04d}",
+            body=NoteBody(f"Autosaved draft {n}."),
+            **common,
+        )
+    _, page, _ = await read(server, group.owner_cookie, f"/clinic/sessions/{group.session_id}")
+    note = note_of(page, "note-ann-1")
+    latest, folded = note.split('<details class="earlier-versions">', 1)
+    assert f'data-version="{versions}"' in latest and f"Version {versions} (latest)" in latest
+    assert f"Autosaved draft {versions}." in latest and latest.count("data-version=") == 1
+    assert f"<summary>Earlier versions ({versions - 1})</summary>" in folded
+    shown = [int(v) for v in re.findall(r'data-version="(\d+)"', folded)]
+    assert shown == list(range(versions - 1, 2, -1))  # newest first, 50 of them
+    assert len(shown) == EARLIER_VERSIONS_SHOWN
+    assert "2 older versions not shown; export the JSON for all." in folded
+    assert "Ann spoke about" not in page  # versions 1 and 2 are not on the page
+    # A note of one version has nothing to fold.
+    _, theirs, _ = await read(server, group.co_cookie, f"/clinic/sessions/{group.session_id}")
+    assert "<details" not in note_of(theirs, "note-co-01")

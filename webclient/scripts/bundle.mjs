@@ -1,5 +1,6 @@
-// Bundle the two entry points — src/main.ts (the call page) to dist/app.js and
-// src/prejoin.ts (the pre-join page) to dist/prejoin.js — and copy src/app.css.
+// Bundle the entry points — src/main.ts (the call page) to dist/app.js, src/prejoin.ts
+// (the pre-join page) to dist/prejoin.js and src/signout.ts (every signed-in page's
+// sign-out forms) to dist/signout.js — and copy src/app.css.
 import { copyFile, mkdir } from "node:fs/promises";
 import { build } from "esbuild";
 
@@ -7,7 +8,7 @@ const root = new URL("../", import.meta.url);
 await mkdir(new URL("dist/", root), { recursive: true });
 await build({
   absWorkingDir: root.pathname,
-  entryPoints: { app: "src/main.ts", prejoin: "src/prejoin.ts" },
+  entryPoints: { app: "src/main.ts", prejoin: "src/prejoin.ts", signout: "src/signout.ts" },
   outdir: "dist",
   bundle: true,
   format: "esm",
@@ -19,4 +20,4 @@ await build({
   logLevel: "info",
 });
 await copyFile(new URL("src/app.css", root), new URL("dist/app.css", root));
-console.log("wrote dist/app.js, dist/prejoin.js, dist/app.css");
+console.log("wrote dist/app.js, dist/prejoin.js, dist/signout.js, dist/app.css");

@@ -32,6 +32,8 @@ export class Facilitation {
     signalling: Signalling,
     tiles: TileGrid,
     private readonly names: NameBook,
+    /** Before "End session for all": the clinician's notes saved (a bounded wait). */
+    beforeEnd: () => Promise<void>,
   ) {
     const about = (id: string): { participant_id: string } => ({ participant_id: id });
     this.lobby = new LobbyPanel({
@@ -94,6 +96,8 @@ export class Facilitation {
           await signalling.request("lock", { locked });
         },
         endSession: async () => {
+          // Ending closes everyone's seat, ours too: what we typed is saved first.
+          await beforeEnd();
           await signalling.request("end_session", {});
         },
         lowerHand,

@@ -20,7 +20,9 @@
  * console (speaking.ts reads the connections' audio statistics a few times a second).
  *
  * A clinician takes notes beside the video (notes.ts): listed after every join, kept in
- * the browser until saved, wiped from it when the server says we were signed out.
+ * the browser until saved, wiped from it when the server says we were signed out. Ending
+ * the session waits for them to be saved; whatever is unsaved when our seat ends is
+ * saved through a connection of the panel's own.
  */
 import type {
   ActivityEvent,
@@ -45,6 +47,8 @@ import { ScreenStage, sharerInPlace } from "./stage";
 import { type AppState, type StateDetails, View } from "./ui";
 
 const LEAVE_ACK_TIMEOUT_MS = 3_000;
+/** "End session for all" first waits this long at most for the clinician's notes. */
+const END_SETTLE_TIMEOUT_MS = 3_000;
 /** Past the server's hold on our seat (plus this margin) there is nothing to come back to. */
 const RECONNECT_MARGIN_MS = 15_000;
 
@@ -85,6 +89,8 @@ class App {
   private attempt = 0;
   /** The session is over for this page (left, closed, refused, failed, page closing). */
   private finished = false;
+  /** We have been in the session (past the waiting room) on this page. */
+  private tookPart = false;
   /** How long the server holds our seat after a drop (from the join result). */
   private reconnectGraceMs = 60_000;
   private reconnectDeadline: number | undefined;
@@ -119,7 +125,9 @@ class App {
   constructor() {
     const clinician = this.view.role === "clinician";
     this.facilitation = clinician
-      ? new Facilitation(this.signalling, this.view.tiles, this.names)
+      ? new Facilitation(this.signalling, this.view.tiles, this.names, async () => {
+          await this.notes?.settle(END_SETTLE_TIMEOUT_MS);
+        })
       : null;
     this.signals = clinician
       ? null
@@ -142,7 +150,12 @@ class App {
         })
       : null;
     this.notes = clinician
-      ? new NotesPanel(this.signalling, this.names, this.view.root.dataset["userId"] || null)
+      ? new NotesPanel(
+          this.signalling,
+          this.names,
+          this.view.root.dataset["userId"] || null,
+          () => new Signalling(),
+        )
       : null;
   }
 
@@ -174,6 +187,8 @@ class App {
         this.finish("signed_out", { message: event.message });
       } else {
         this.finish("closed", { reason: event.reason, message: event.message });
+        // The session over, the clinician sees that every note is saved (or which not).
+        void this.notes?.saveWhatIsLeft(event.reason === "session_ended");
       }
     });
     this.signalling.on("media_lost", () => this.onMediaLost());
@@ -388,6 +403,7 @@ class App {
    */
   private async startMedia(): Promise<void> {
     const attempt = ++this.attempt;
+    this.tookPart = true;
     const stale = (): boolean => attempt !== this.attempt || this.finished;
     this.view.setWaiting(false);
     // New connections are built from here on: a loss reported before now is moot.
@@ -593,7 +609,8 @@ class App {
         console.warn("leave failed", error);
       }
     }
-    this.finish("left");
+    this.finish("left", { tookPart: this.tookPart });
+    void this.notes?.saveWhatIsLeft(false);
   }
 
   /** End the session for this page and show why. */

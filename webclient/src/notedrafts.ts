@@ -404,6 +404,11 @@ export class NoteSaver {
     return this.maxChars;
   }
 
+  /** Stopped for good (`dispose`): nothing more is saved from this page. */
+  get stopped(): boolean {
+    return this.disposed;
+  }
+
   // ---- loading -------------------------------------------------------------------------------
 
   /** A draft kept in the browser (after a reload): shown as typed, saved when online

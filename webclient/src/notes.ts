@@ -13,6 +13,11 @@
  * until the server acknowledges it; the panel only draws what the savers say. The
  * panel never takes focus on its own (events from the group re-render in place), so a
  * clinician can keep typing while the session goes on.
+ *
+ * When our seat ends (the session ended, we were closed out or left) with notes still
+ * unsaved, the panel stays, read-only, and saves them through a connection of its own
+ * (no seat: the server takes a clinician's notes for their room's sessions without one),
+ * then says how that went.
  */
 import type { NoteView, NotesResult, ParticipantView, SaveNoteRequest } from "./generated/protocol";
 import { button, byId, clockTime, errorText, make } from "./dom";
@@ -43,6 +48,8 @@ const MAX_TAGGED = 16;
 const SAVING_ANNOUNCE_MS = 3_000;
 /** Between two rounds of saving everything before Leave. */
 const SETTLE_PAUSE_MS = 200;
+/** How long saving what is left after our seat ended may take (connecting included). */
+export const SAVE_AFTER_SEAT_MS = 10_000;
 
 const STATUS_TEXT: Record<SaveStatus, string> = {
   new: "Empty: saves once you write",
@@ -91,6 +98,11 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => window.setTimeout(resolve, ms));
 }
 
+/** "1 note could not be saved…" / "3 notes could not be saved…". */
+function unsavedText(count: number): string {
+  return `${count} note${count === 1 ? "" : "s"} could not be saved: kept in this browser.`;
+}
+
 /** What a note needs from its panel. */
 interface NoteHost {
   readonly names: NameBook;
@@ -100,6 +112,8 @@ interface NoteHost {
   stamp(): string | null;
   focused(item: NoteItem): void;
   changed(): void;
+  /** Our seat has ended: the note is read-only, and unsaved means kept in the browser. */
+  ended(): boolean;
 }
 
 /** One note in the list: its saver and its controls. */
@@ -119,6 +133,7 @@ class NoteItem {
   private readonly count = make("span", "note-count");
   private readonly status = make("p", "note-status");
   private readonly problem = make("p", "note-problem error");
+  private readonly mark = button("note-mark secondary", "Mark this moment");
 
   constructor(
     private readonly host: NoteHost,
@@ -139,7 +154,7 @@ class NoteItem {
   }
 
   get editable(): boolean {
-    return this.mode === "edit";
+    return this.mode === "edit" && !this.host.ended();
   }
 
   /** Open the note and put the cursor in its text (only on the user's own action). */
@@ -204,7 +219,7 @@ class NoteItem {
       const name = label.querySelector(".note-tag-name");
       if (box !== null) {
         box.checked = tagged.has(id);
-        box.disabled = !box.checked && tagged.size >= MAX_TAGGED;
+        box.disabled = this.host.ended() || (!box.checked && tagged.size >= MAX_TAGGED);
       }
       const here = this.host.people().some((person) => person.id === id);
       if (name !== null) {
@@ -249,7 +264,7 @@ class NoteItem {
     this.status.id = `${id}-status`;
     this.text.setAttribute("aria-describedby", `${id}-count ${id}-status`);
 
-    const mark = button("note-mark secondary", "Mark this moment");
+    const mark = this.mark;
     mark.setAttribute("aria-keyshortcuts", "Alt+M");
     mark.title = "Alt+M";
     // The stamp goes where the cursor was in the text, not where the button is.
@@ -292,9 +307,18 @@ class NoteItem {
     // the user types is the saver's content already, so the cursor stays put.
     if (this.topic.value !== content.topic) this.topic.value = content.topic;
     if (this.text.value !== content.text) this.text.value = content.text;
+    const ended = this.host.ended();
+    // After the seat, nothing more is typed: there is no session left to save it in.
+    this.topic.readOnly = ended;
+    this.text.readOnly = ended;
+    this.mark.disabled = ended;
     this.renderTags();
 
-    const status = this.saver.status;
+    let status = this.saver.status;
+    // After the seat, what is not saved stays in this browser (not "will save").
+    if (ended && (status === "offline" || status === "saving") && this.saver.stopped) {
+      status = "refused";
+    }
     this.element.dataset["status"] = status;
     this.summaryName.textContent = content.topic.trim() || "Untitled note";
     let statusText = STATUS_TEXT[status];
@@ -364,13 +388,20 @@ export class NotesPanel {
   private lastFocused: NoteItem | null = null;
   private announceTimer: number | undefined;
   private signedOut = false;
+  /** Our seat has ended: null while it lasts; then saving what is left, then done. */
+  private afterSeat: "saving" | "done" | null = null;
+  /** Where saves go: the page's connection, or (after our seat ended) one of our own. */
+  private link: Signalling;
 
   constructor(
     private readonly signalling: Signalling,
     private readonly names: NameBook,
     /** The signed-in account's id, if the page says it (drafts are kept per person). */
     private readonly userId: string | null,
+    /** A new connection with the page's cookies (not connected yet). */
+    private readonly newConnection: () => Signalling,
   ) {
+    this.link = signalling;
     this.newButton.addEventListener("click", () => this.newNote()?.focusText());
     this.retryButton.addEventListener("click", () => void this.load());
     this.toggle.addEventListener("click", () => {
@@ -394,7 +425,7 @@ export class NotesPanel {
   /** We hold a seat (after every join, reconnections too): list our notes, then save
    * whatever is unsaved. */
   enter(selfId: string): void {
-    if (this.signedOut) return;
+    if (this.signedOut || this.afterSeat !== null) return;
     this.selfId = selfId;
     // Drafts belong to the account (#app's data-user-id); without it, to the first seat
     // of this page's life (a later seat of the same person must find them again).
@@ -413,7 +444,7 @@ export class NotesPanel {
   }
 
   /** Our seat ended (left, closed, failed): stop saving and hide the panel. Unsaved
-   * drafts stay in the browser for the next visit. */
+   * drafts stay in the browser for the next visit (or `saveWhatIsLeft` saves them). */
   stop(): void {
     this.offline();
     this.active = false;
@@ -436,6 +467,48 @@ export class NotesPanel {
   setPeople(participants: readonly ParticipantView[]): void {
     this.people = participants.filter((participant) => participant.id !== this.selfId);
     for (const item of this.items.values()) item.renderTags();
+  }
+
+  /**
+   * Our seat has ended (after `stop`), and with it the page's connection: what is still
+   * unsaved is saved through a new connection (no seat: the server takes a clinician's
+   * notes for a session of their room without one), each with its save id, so a save
+   * the server stored before the end is not stored twice. Waits at most `timeoutMs`
+   * (connecting included), then closes that connection; acknowledged drafts go, the
+   * others stay in this browser (the next visit saves them).
+   *
+   * Meanwhile and after, the panel stays in view, read-only, and says the outcome:
+   * "All notes saved" or how many could not be saved. With nothing unsaved, it does
+   * nothing unless `always` (the session ended: the clinician sees that all is saved).
+   */
+  async saveWhatIsLeft(always: boolean, timeoutMs: number = SAVE_AFTER_SEAT_MS): Promise<void> {
+    const maxChars = this.maxChars;
+    if (this.signedOut || this.afterSeat !== null || maxChars === null) return;
+    const unsaved = this.unsavedCount();
+    if (unsaved === 0 && !(always && this.items.size > 0)) return;
+    const deadline = performance.now() + timeoutMs;
+    this.afterSeat = "saving";
+    this.offline(); // nothing more goes through the page's connection
+    this.showPanel();
+    for (const item of this.items.values()) item.render();
+    if (unsaved > 0) {
+      const link = this.newConnection();
+      try {
+        if (await connectBefore(link, deadline)) {
+          this.link = link;
+          this.online = true;
+          for (const item of this.items.values()) item.saver.setOnline(maxChars);
+          await this.settle(deadline - performance.now());
+        }
+      } finally {
+        this.online = false;
+        link.disconnect();
+      }
+    }
+    for (const item of this.items.values()) item.saver.dispose();
+    this.afterSeat = "done";
+    for (const item of this.items.values()) item.render();
+    this.render();
   }
 
   /** Save everything unsaved now (before Leave), waiting at most `timeoutMs`. */
@@ -538,11 +611,12 @@ export class NotesPanel {
 
   private async send(request: SaveRequest): Promise<SaveOutcome> {
     // Never while the socket is down or before the join: socket.io would buffer it.
-    if (!this.online || !this.signalling.connected) {
+    const link = this.link;
+    if (!this.online || !link.connected) {
       return { ok: false, problem: { code: "timeout", message: "Not connected." } };
     }
     try {
-      const saved = await this.signalling.request("save_note", {
+      const saved = await link.request("save_note", {
         ...request,
         participant_ids: request.participant_ids as NonNullable<SaveNoteRequest["participant_ids"]>,
       });
@@ -566,6 +640,7 @@ export class NotesPanel {
         this.lastFocused = item;
       },
       changed: () => this.render(),
+      ended: () => this.afterSeat !== null,
     };
     const item = new NoteItem(
       host,
@@ -604,7 +679,7 @@ export class NotesPanel {
 
   /** A new, empty note (not saved until something is written). */
   private newNote(): NoteItem | null {
-    if (this.sessionId === null || this.signedOut) return null;
+    if (this.sessionId === null || this.signedOut || this.afterSeat !== null) return null;
     const item = this.addItem(this.newId(), Date.now());
     if (this.online && this.maxChars !== null) item.saver.setOnline(this.maxChars);
     return item;
@@ -644,18 +719,29 @@ export class NotesPanel {
 
   // ---- drawing --------------------------------------------------------------------------------
 
+  /** Notes with something not saved (after the seat: kept in this browser). */
+  private unsavedCount(): number {
+    return [...this.items.values()].filter((item) => item.saver.dirty).length;
+  }
+
   private showPanel(): void {
-    this.panel.hidden = !(this.active && this.shown);
+    // After our seat, the panel stays until it has said what became of the notes.
+    const afterSeat = this.afterSeat !== null && !this.signedOut;
+    this.panel.hidden = !(afterSeat || (this.active && this.shown));
     this.toggle.hidden = !this.active;
     this.toggle.setAttribute("aria-expanded", String(this.shown));
     this.toggle.textContent = this.shown ? "Hide notes" : "Notes";
   }
 
   private render(): void {
-    const ready = this.sessionId !== null && !this.signedOut;
+    const ready = this.sessionId !== null && !this.signedOut && this.afterSeat === null;
     this.newButton.disabled = !ready;
     this.empty.hidden = this.items.size > 0 || !ready;
     this.panel.dataset["online"] = String(this.online);
+    if (this.afterSeat !== null && !this.signedOut) {
+      this.renderAfterSeat();
+      return;
+    }
     const statuses = [...this.items.values()]
       .filter((item) => item.editable)
       .map((item) => item.saver.status);
@@ -670,6 +756,17 @@ export class NotesPanel {
     this.panel.dataset["status"] = kind;
     const text = PANEL_STATUS_TEXT[kind];
     this.announce(text);
+  }
+
+  /** Saving what is left after our seat, then its outcome (said at once). */
+  private renderAfterSeat(): void {
+    const unsaved = this.unsavedCount();
+    const kind = this.afterSeat === "saving" ? "saving" : unsaved > 0 ? "problem" : "saved";
+    this.panel.dataset["status"] = kind;
+    window.clearTimeout(this.announceTimer);
+    this.announceTimer = undefined;
+    const text = kind === "problem" ? unsavedText(unsaved) : PANEL_STATUS_TEXT[kind];
+    if (this.status.textContent !== text) this.status.textContent = text;
   }
 
   /** The spoken (polite) status: at once, except "Saving…" after "All notes saved",
@@ -689,6 +786,16 @@ export class NotesPanel {
       if (still && this.online) this.status.textContent = text;
     }, SAVING_ANNOUNCE_MS);
   }
+}
+
+/** Connect `link` before `deadline` (`performance.now()` ms): whether it did. */
+async function connectBefore(link: Signalling, deadline: number): Promise<boolean> {
+  const connected = link.connect().then(
+    () => true,
+    () => false,
+  );
+  const late = sleep(Math.max(0, deadline - performance.now())).then(() => false);
+  return Promise.race([connected, late]);
 }
 
 function serverVersion(view: NoteView, clock: SessionClock): ServerVersion {

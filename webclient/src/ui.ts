@@ -50,7 +50,12 @@ interface Notice {
   title: string;
   text: string;
   action: NoticeAction | null;
+  /** Offer the patient's session-rating form (server: web/feedback_pages.py). */
+  feedback?: boolean;
 }
+
+/** The patient's optional session-rating form, once a session they were in has ended. */
+const FEEDBACK_PATH = "/feedback";
 
 /** One of our own switches (microphone or camera) as the user should see it. */
 export interface SwitchState {
@@ -67,6 +72,8 @@ export interface StateDetails {
   message?: string;
   /** Why the server closed our seat (state "closed"). */
   reason?: string;
+  /** We were in the session, not only in the waiting room (state "left"). */
+  tookPart?: boolean;
 }
 
 export class View {
@@ -80,6 +87,8 @@ export class View {
   readonly deviceRetryButton: HTMLButtonElement;
   /** Leaving from the waiting room (the call's own Leave button is hidden there). */
   readonly lobbyLeaveButton: HTMLButtonElement;
+  /** The notice's link to the patient's feedback form (beside its other action). */
+  private readonly feedbackLink: HTMLAnchorElement;
   readonly tiles = new TileGrid(byId("tiles", HTMLElement));
   private readonly status = byId("status", HTMLElement);
   private readonly lobbyWait = byId("lobby-wait", HTMLElement);
@@ -122,6 +131,14 @@ export class View {
     this.lobbyLeaveButton.className = "secondary";
     this.lobbyLeaveButton.textContent = "Leave the waiting room";
     this.lobbyWait.append(this.lobbyLeaveButton);
+
+    this.feedbackLink = document.createElement("a");
+    this.feedbackLink.id = "feedback-link";
+    this.feedbackLink.className = "button-link";
+    this.feedbackLink.href = FEEDBACK_PATH;
+    this.feedbackLink.textContent = "Tell your therapists how it went";
+    this.feedbackLink.hidden = true;
+    this.noticeLink.after(this.feedbackLink);
   }
 
   /** Switch the visible screen. */
@@ -155,6 +172,7 @@ export class View {
         this.noticeLink.href = action.href;
       }
     }
+    this.feedbackLink.hidden = !(notice?.feedback ?? false);
   }
 
   private noticeFor(state: AppState, details: StateDetails): Notice | null {
@@ -174,14 +192,13 @@ export class View {
             ? { kind: "link", text: "Use this window instead", href: here }
             : reason === "server_shutdown"
               ? { kind: "retry", text: "Try again" }
-              : reason === "session_ended" && this.role === "patient"
-                ? // The optional session-rating form (server: web/feedback_pages.py).
-                  { kind: "link", text: "Tell your therapists how it went", href: "/feedback" }
-                : null;
+              : null;
         return {
           title: CLOSED_TITLES[reason] ?? STATUS_TEXT.closed,
           text: message ?? "The session has ended for you.",
           action,
+          // Not for someone removed or refused: the form is for those who took part.
+          feedback: reason === "session_ended" && this.role === "patient",
         };
       }
       case "signed_out":
@@ -202,12 +219,21 @@ export class View {
                 "longer works, ask your therapist for a new one.",
               action: null,
             };
-      case "left":
+      case "left": {
+        // Someone who left early took part too: the form opens when the session ends.
+        const feedback = this.role === "patient" && details.tookPart === true;
         return {
           title: STATUS_TEXT.left,
-          text: message ?? "Thank you for joining.",
+          text:
+            message ??
+            (feedback
+              ? "Thank you for joining. Once the session is over, you can tell your " +
+                "therapists how it went."
+              : "Thank you for joining."),
           action: { kind: "link", text: "Rejoin the session", href: here },
+          feedback,
         };
+      }
       case "error":
         return {
           title: STATUS_TEXT.error,

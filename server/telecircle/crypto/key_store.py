@@ -262,11 +262,17 @@ def _list_owner_only_folder(folder: Path) -> list[str]:
             "Check its owner and permissions."
         ) from None
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
+        mode = info.st_mode
         if mode & 0o077:
             raise KeyStoreError(
                 f"The key folder {folder} can be used by other users "
                 f"(mode {stat.S_IMODE(mode):04o}). Restrict it with: chmod 700 {folder}"
+            )
+        if info.st_uid != os.geteuid():
+            raise KeyStoreError(
+                f"The key folder {folder} belongs to another user (uid {info.st_uid}). Give "
+                f"it to the account the server runs as: chown -R {os.geteuid()} {folder}"
             )
         return os.listdir(fd)
     finally:

@@ -63,6 +63,12 @@ def read_secret_file(
                 f"The {label} {path} can be read or written by other users "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}). Restrict it with: chmod 600 {path}"
             )
+        if info.st_uid != os.geteuid():
+            # Mode bits alone would trust a file another account owns (and may rewrite).
+            raise error(
+                f"The {label} {path} belongs to another user (uid {info.st_uid}). Give it to "
+                f"the account the server runs as: chown {os.geteuid()} {path}"
+            )
         content = os.read(fd, _MAX_FILE_BYTES)
     finally:
         os.close(fd)

@@ -18,8 +18,6 @@ from telecircle.domain.errors import DomainError
 # Client-made ids (note ids, save ids): the browser makes them so a save can be retried
 # after a lost acknowledgement without making a second note or version.
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MAX_TOPIC_CHARS = 200
-MAX_TAGGED_PARTICIPANTS = 16
 
 
 class NoteRefused(DomainError):
@@ -35,6 +33,8 @@ class NoteLimits:
     max_chars: int
     max_versions: int
     max_notes_per_author: int
+    max_topic_chars: int = 200
+    max_tags: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +95,14 @@ def check_body(body: NoteBody, limits: NoteLimits) -> None:
             f"A note may hold at most {limits.max_chars} characters; split it into two notes.",
             code="note_too_long",
         )
-    if len(body.topic) > MAX_TOPIC_CHARS:
+    if len(body.topic) > limits.max_topic_chars:
         raise NoteRefused(
-            f"A topic may hold at most {MAX_TOPIC_CHARS} characters.", code="topic_too_long"
+            f"A topic may hold at most {limits.max_topic_chars} characters.",
+            code="topic_too_long",
         )
-    if len(body.participant_ids) > MAX_TAGGED_PARTICIPANTS:
+    if len(body.participant_ids) > limits.max_tags:
         raise NoteRefused(
-            f"A note may tag at most {MAX_TAGGED_PARTICIPANTS} participants.",
-            code="too_many_tags",
+            f"A note may tag at most {limits.max_tags} participants.", code="too_many_tags"
         )
     for field_text in (body.text, body.topic, *body.participant_ids):
         if "\x00" in field_text or not _is_unicode_text(field_text):

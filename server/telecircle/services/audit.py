@@ -86,6 +86,7 @@ class AuditAction(enum.StrEnum):
     SESSION_RECORD_EXPORTED = "session_record_exported"
     # Notes (issue 6): reads and exports of notes, key rotation, retention purges.
     NOTES_READ = "notes_read"
+    KEYS_ROTATION_STARTED = "keys_rotation_started"
     KEYS_ROTATED = "keys_rotated"
     NOTES_PURGED = "notes_purged"
     # Patients' feedback (issue 6): a patient sent the form; an administrator changed it.

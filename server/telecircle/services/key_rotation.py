@@ -22,6 +22,7 @@ from telecircle.storage import notes_store
 from telecircle.storage.database import Database
 
 KEYS_ROTATED = "keys_rotated"
+KEYS_ROTATION_STARTED = "keys_rotation_started"
 PAGE = 100
 # Pages in a row that re-wrap nothing before rotation gives up (another writer keeps
 # changing the same keys; running it again finishes the job).
@@ -58,6 +59,8 @@ async def rotate_keys(db: Database, keys: KeyStore, audit: AuditSink) -> Rotatio
     does not unwrap: run ``keys verify``) or :class:`RotationStalled`.
     """
     new = await asyncio.to_thread(keys.add_version)
+    # On the log before any key changes: a rotation cut short is on record too.
+    await audit.record(KEYS_ROTATION_STARTED, actor=None, details={"kek_version": new.version})
     rewrapped = stalled = 0
     while True:
         page = await notes_store.live_keys(db, below_version=new.version, limit=PAGE)

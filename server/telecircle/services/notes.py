@@ -10,6 +10,7 @@ empty; a session whose key retention destroyed reports when.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,32 +131,39 @@ class NotesService:
         self,
         *,
         author_id: str,
-        room_id: str,
         session_id: str,
         note_id: str,
         save_id: str,
         body: NoteBody,
+        room_id: str | None = None,
     ) -> SavedNote:
         """Store ``body`` as the next version of the author's note ``note_id`` in
-        ``session_id`` (a session of ``room_id``), durably, and say which version it
-        became. Repeating a ``save_id`` returns the first answer. Raises NoteRefused."""
+        ``session_id``, durably, and say which version it became. The author must be a
+        clinician of the session's room (and the room ``room_id``, if given: the room
+        they are in); the session may have ended — a browser saves what was typed when
+        it can. Repeating a ``save_id`` returns the first answer. Raises NoteRefused."""
         check_client_id(note_id, "note id")
         check_client_id(save_id, "save id")
         check_body(body, self.limits)
         session = await stores.get_session(self._db, SessionId(session_id))
-        if session is None or session.room_id != room_id:
-            raise NoteNotFound("There is no such session in this room.")
+        if (
+            session is None
+            or (room_id is not None and session.room_id != room_id)
+            or await org_store.room_role_of(self._db, session.room_id, author_id) is None
+        ):
+            raise NoteNotFound("There is no such session in your rooms.")
         if body.participant_ids:
             known = await notes_store.session_participant_ids(self._db, session_id)
             if not set(body.participant_ids) <= known:
                 raise NoteRefused(
                     "A tagged participant is not part of this session.", code="invalid_note"
                 )
-        kek = self._keys.current()
         text = encode_body(body)
 
         def make_key() -> WrappedKey:
-            return wrap(new_data_key(), kek, session_id)
+            # Chosen under the session's lock, so a rotation that has made its new
+            # version by now is not missed.
+            return wrap(new_data_key(), self._keys.current(), session_id)
 
         def seal_version(key: SessionKey, version: int) -> Sealed:
             data_key = self._data_key_or_raise(key)
@@ -218,19 +226,19 @@ class NotesService:
             )
         ]
         await self._audited_read(reader.id, session_id, len(readable), "session_record")
-        return self._open_all(key, readable)
+        # Every version of every note: decrypted off the event loop.
+        return await asyncio.to_thread(self._open_all, key, readable)
 
     async def seal_text(self, session_id: str, label: str, text: str) -> SealedText:
         """Seal other health information of a session (``label`` says what and where,
         e.g. ``"feedback:<response id>"``) with the session's data key, so retention
         destroys it with the notes. Raises NoteNotFound for an unknown session and
         NoteRefused if the key was destroyed."""
-        kek = self._keys.current()
         try:
             key = await notes_store.session_key(
                 self._db,
                 session_id,
-                lambda: wrap(new_data_key(), kek, session_id),
+                lambda: wrap(new_data_key(), self._keys.current(), session_id),
                 self._clock.now(),
             )
         except SessionNotFound:

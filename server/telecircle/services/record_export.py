@@ -6,6 +6,14 @@ per attending patient, ``partOf`` the group's, each with its attendance (``perio
 first join to last leave, ``length`` the minutes attended, and every join-to-leave
 interval in ``statusHistory``). Clinicians are the group Encounter's participants.
 Billing codes stay out of it: they are suggestions for the clinician, not a claim.
+
+A patient is one Encounter however many seats (participant ids) they had in the session
+(left and came back, reconnected too late, another device): its ``identifier`` lists
+every one of those seat ids (system ``urn:telecircle:participant``, in the order taken),
+and its resource id and ``subject.identifier`` come from the first, so an export made
+later in the session keeps the same ids. The seat ids are the ones the record and the
+JSON export use; the person key behind the grouping (an account, invite or pass id) is
+not exported.
 Everything is validated by the ``fhir.resources`` R4B models before it is returned.
 
 Both are CPU work on a whole record: callers run them off the event loop
@@ -108,7 +116,9 @@ def _patient_encounter(record: SessionRecord, attendee: Attendee, group_url: str
     return {
         "resourceType": "Encounter",
         "id": _id(f"{record.session_id}-{attendee.participant_id}"),
-        "identifier": [{"system": _PARTICIPANT_SYSTEM, "value": attendee.participant_id}],
+        "identifier": [
+            {"system": _PARTICIPANT_SYSTEM, "value": seat} for seat in attendee.participant_ids
+        ],
         "status": "in-progress" if attendee.present_now else "finished",
         "class": {"system": _ACT_CODE, "code": "VR", "display": "virtual"},
         "subject": {

@@ -71,12 +71,17 @@ class RoomService(RoomEngine):
         """Whose the new seat is, for the session record (a clinician's account, or the
         pass a patient entered with: their consent is found by it)."""
         kind, _, ident = entrant.key.partition(":")
-        await stores.set_seat_owner(
-            self._db,
-            pid,
-            user_id=ident if kind == "user" else None,
-            pass_id=(entrant.credential or None) if entrant.role is SeatRole.PATIENT else None,
-        )
+        try:
+            await stores.set_seat_owner(
+                self._db,
+                pid,
+                user_id=ident if kind == "user" else None,
+                pass_id=(entrant.credential or None) if entrant.role is SeatRole.PATIENT else None,
+            )
+        except Exception:
+            # The seat exists and is announced: it must not fail now. The record shows
+            # a seat without an owner ("no consent found") rather than losing the entry.
+            log.exception("seat owner not recorded", extra={"participant": pid})
 
     async def enter(self, code: RoomCode, entrant: Entrant) -> JoinOutcome:
         """Seat ``entrant`` in the room's open session (opening one if needed).

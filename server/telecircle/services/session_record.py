@@ -7,6 +7,17 @@ at their times, each patient's consent, and a billing summary of suggestions. Ev
 view is written to the audit log (ids only). Times are shown since the session's start
 and on the clock of the configured time zone.
 
+Attendance, consent and billing count people, not seats: someone who left and came
+back, whose connection was lost past the reconnect window, or who opened their link on
+another device has several seats (participant ids) in the session, grouped by the
+seat's person key (see :mod:`telecircle.storage.record_store`). Such a person is one
+attendee, one consent line and one billing line, with the intervals of all their seats;
+the lobby's outsiders (never admitted, turned away, removed) are told per seat.
+
+A note's newest version is shown in full and its earlier versions newest first; on the
+page at most :data:`EARLIER_VERSIONS_SHOWN` of them (autosave makes hundreds), while an
+export holds every version.
+
 Notes come through :class:`NoteReader` (the notes service), which decides which notes
 the reader may see; a version it could not decrypt, or whose key retention destroyed,
 is shown as such and never as empty text.
@@ -14,6 +25,7 @@ is shown as such and never as empty text.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,11 +61,15 @@ from telecircle.services.ports import AuditSink
 from telecircle.storage import org_store, record_store, stores
 from telecircle.storage.accounts_store import UserRecord
 from telecircle.storage.database import Database
-from telecircle.storage.record_store import SeatConsent, SeatRecord, SessionFacts
+from telecircle.storage.record_store import PassConsent, SeatRecord, SessionFacts
+from telecircle.storage.stores import AttendanceRecord
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_PERSON = "someone"
+# The most earlier versions of one note the record page shows (newest first); the rest
+# are counted, and the JSON export holds them all.
+EARLIER_VERSIONS_SHOWN = 50
 CLINICIAN = "clinician"
 PATIENT = "patient"
 # Event kinds this server can read (a newer server may add kinds: an unknown one is left
@@ -115,9 +131,13 @@ class AttendanceSpan:
 
 @dataclass(frozen=True, slots=True)
 class Attendee:
-    """Someone who was in the session (not only in the lobby)."""
+    """Someone who was in the session (not only in the lobby), over all their seats:
+    ``participant_id`` is their first seat's (the person's id on the record),
+    ``participant_ids`` all their seats' in the order taken; ``name`` is the one given
+    for the latest seat; ``spans`` are every seat's intervals in time order."""
 
     participant_id: str
+    participant_ids: tuple[str, ...]
     name: str
     role: str
     spans: tuple[AttendanceSpan, ...]
@@ -148,9 +168,27 @@ class NoteVersionView:
 
 @dataclass(frozen=True, slots=True)
 class NoteView:
+    """A note: ``versions`` newest first (the latest, then earlier ones: on the page at
+    most :data:`EARLIER_VERSIONS_SHOWN` of those), ``older_not_shown`` how many older
+    versions were left off (none in an export)."""
+
     note_id: str
     author: str
-    versions: tuple[NoteVersionView, ...]  # newest first
+    versions: tuple[NoteVersionView, ...]
+    older_not_shown: int = 0
+
+    @property
+    def latest(self) -> NoteVersionView | None:
+        return self.versions[0] if self.versions else None
+
+    @property
+    def earlier(self) -> tuple[NoteVersionView, ...]:
+        return self.versions[1:]
+
+    @property
+    def earlier_count(self) -> int:
+        """Every earlier version, shown or not."""
+        return max(0, len(self.versions) - 1) + self.older_not_shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +202,16 @@ class TimelineEntry:
 
 @dataclass(frozen=True, slots=True)
 class ConsentLine:
-    participant_id: str
+    participant_id: str  # the person's first seat, as on their Attendee
     name: str
-    agreement_version: int | None  # None: no consent found for the seat's invite
+    agreement_version: int | None  # None: no consent found for their seats' passes
     accepted: str
     recording: str
 
 
 @dataclass(frozen=True, slots=True)
 class BillingLine:
-    participant_id: str
+    participant_id: str  # the person's first seat, as on their Attendee
     name: str
     minutes: int
     too_short: bool
@@ -237,6 +275,7 @@ class SessionRecords:
         audit: AuditSink,
         time_zone: str,
         notes: NoteReader | None = None,
+        earlier_versions_shown: int = EARLIER_VERSIONS_SHOWN,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -244,6 +283,7 @@ class SessionRecords:
         self._zone_name = time_zone
         self._zone = ZoneInfo(time_zone)
         self._notes = notes
+        self._earlier_versions_shown = earlier_versions_shown
 
     async def _require_clinician(self, reader: UserRecord, room_id: RoomId) -> None:
         """RecordNotFound unless ``reader`` is the room's owner or co-facilitator."""
@@ -261,7 +301,8 @@ class SessionRecords:
         export_format: str | None = None,
     ) -> SessionRecord:
         """The record of ``session_id`` for ``reader``; audited as viewed, or as exported
-        in ``export_format``. Raises RecordNotFound."""
+        in ``export_format``. A view shows a bounded number of each note's earlier
+        versions; an export holds them all. Raises RecordNotFound."""
         room_id = await record_store.session_room(self._db, session_id)
         if room_id is None:
             raise RecordNotFound("There is no such session, or it is not one of yours.")
@@ -275,8 +316,9 @@ class SessionRecords:
         authors = await record_store.user_names(
             self._db, sorted({note.author_id for note in notes or ()})
         )
+        earlier_shown = self._earlier_versions_shown if export_format is None else None
         built = _RecordBuilder(facts, self._zone, self._zone_name, self._now(facts)).build(
-            notes, authors
+            notes, authors, earlier_shown
         )
         details: dict[str, str | int] = {"room": facts.room_id, "notes": built.note_count}
         if export_format is not None:
@@ -340,12 +382,23 @@ class _RecordBuilder:
         self._zone_name = zone_name
         self._now = now
         self._seats = {seat.participant_id: seat for seat in facts.seats}
+        people: dict[str, list[SeatRecord]] = {}
+        for seat in facts.seats:  # in the order taken
+            people.setdefault(seat.person_key, []).append(seat)
+        self._people = {key: tuple(seats) for key, seats in people.items()}
+        self._attended = frozenset(record.participant_id for record in facts.attendance)
         self._events = [stored.to_event() for stored in facts.events if stored.kind in KNOWN_KINDS]
         self._history = seat_history(self._events)
 
     def _name(self, pid: ParticipantId) -> str:
+        """The name given for this seat (the timeline tells each seat by its own)."""
         seat = self._seats.get(pid)
         return UNKNOWN_PERSON if seat is None else seat.display_name
+
+    def _person_of(self, pid: ParticipantId) -> str:
+        """The person key of a seat (a seat read after the seats were: its own id)."""
+        seat = self._seats.get(pid)
+        return pid if seat is None else seat.person_key
 
     def _moment(self, at: float) -> Moment:
         local = datetime.fromtimestamp(at, self._zone)
@@ -362,14 +415,19 @@ class _RecordBuilder:
             return CLINICIAN
         return PATIENT  # unknown: treated as a patient (their consent is shown as missing)
 
-    def build(self, notes: Sequence[Note] | None, authors: dict[str, str]) -> SessionRecord:
+    def build(
+        self, notes: Sequence[Note] | None, authors: dict[str, str], earlier_shown: int | None
+    ) -> SessionRecord:
+        """The record; each note with at most ``earlier_shown`` earlier versions (None:
+        all of them)."""
         facts = self._facts
         attendees = self._attendees()
         end = facts.ended_at if facts.ended_at is not None else self._now
         note_views = sorted(
-            ((note.created_at, self._note(note, authors)) for note in notes or ()),
+            ((note.created_at, self._note(note, authors, earlier_shown)) for note in notes or ()),
             key=lambda pair: pair[0],
         )
+        patients = [(a, seconds) for a, seconds in attendees if a.role == PATIENT]
         return SessionRecord(
             session_id=facts.session_id,
             room_id=facts.room_id,
@@ -395,13 +453,9 @@ class _RecordBuilder:
             notes_available=notes is not None,
             note_count=len(note_views),
             consents=tuple(
-                self._consent(self._seats[ParticipantId(a.participant_id)])
-                for a, _ in attendees
-                if a.role == PATIENT and ParticipantId(a.participant_id) in self._seats
+                line for line in (self._consent(a) for a, _ in patients) if line is not None
             ),
-            billing=tuple(
-                self._billing(a, seconds) for a, seconds in attendees if a.role == PATIENT
-            ),
+            billing=tuple(self._billing(a, seconds) for a, seconds in patients),
             billing_codes=SUGGESTED_CODES,
             min_billable_minutes=MIN_BILLABLE_MINUTES,
         )
@@ -409,42 +463,43 @@ class _RecordBuilder:
     # -- attendance
 
     def _attendees(self) -> list[tuple[Attendee, float]]:
-        """Everyone with an attendance interval, in order of first joining, with the
-        seconds they attended (time away not counted)."""
-        spans: dict[ParticipantId, list[AttendanceSpan]] = {}
-        intervals: dict[ParticipantId, list[Interval]] = {}
-        for record in self._facts.attendance:
-            pid = record.participant_id
-            spans.setdefault(pid, []).append(
+        """Everyone with an attendance interval on any of their seats, one per person,
+        in order of first joining, with the seconds they attended (time away not
+        counted)."""
+        by_person: dict[str, list[AttendanceRecord]] = {}
+        for record in self._facts.attendance:  # in order of joining
+            by_person.setdefault(self._person_of(record.participant_id), []).append(record)
+        return [self._attendee(key, records) for key, records in by_person.items()]
+
+    def _attendee(self, key: str, records: Sequence[AttendanceRecord]) -> tuple[Attendee, float]:
+        seats = self._people.get(key, ())
+        seat_ids = tuple(
+            dict.fromkeys(
+                [seat.participant_id for seat in seats] + [r.participant_id for r in records]
+            )
+        )
+        present = [Interval(r.joined_at, r.left_at) for r in records]
+        away = [span for pid in seat_ids for span in self._history.away.get(pid, ())]
+        seconds = attended_seconds(present, away, self._now)
+        present_time = covered_seconds(present, self._now)
+        attendee = Attendee(
+            participant_id=seat_ids[0],
+            participant_ids=seat_ids,
+            name=seats[-1].display_name if seats else UNKNOWN_PERSON,
+            role=self._role(seats[-1]) if seats else PATIENT,
+            spans=tuple(
                 AttendanceSpan(
-                    joined=self._moment(record.joined_at),
-                    left=None if record.left_at is None else self._moment(record.left_at),
-                    left_because=_leave_words(record.leave_reason),
+                    joined=self._moment(r.joined_at),
+                    left=None if r.left_at is None else self._moment(r.left_at),
+                    left_because=_leave_words(r.leave_reason),
                 )
-            )
-            intervals.setdefault(pid, []).append(Interval(record.joined_at, record.left_at))
-        out = []
-        for pid, own in intervals.items():
-            seat = self._seats.get(pid)
-            away = self._history.away.get(pid, ())
-            seconds = attended_seconds(own, away, self._now)
-            present_time = covered_seconds(own, self._now)
-            out.append(
-                (
-                    Attendee(
-                        participant_id=pid,
-                        name=self._name(pid),
-                        role=PATIENT if seat is None else self._role(seat),
-                        spans=tuple(spans[pid]),
-                        minutes=whole_minutes(seconds),
-                        away_minutes=whole_minutes(present_time - seconds),
-                        present_now=self._facts.ended_at is None
-                        and any(i.end is None for i in own),
-                    ),
-                    seconds,
-                )
-            )
-        return out
+                for r in records
+            ),
+            minutes=whole_minutes(seconds),
+            away_minutes=whole_minutes(present_time - seconds),
+            present_now=self._facts.ended_at is None and any(r.left_at is None for r in records),
+        )
+        return attendee, seconds
 
     @staticmethod
     def _billing(attendee: Attendee, seconds: float) -> BillingLine:
@@ -457,14 +512,16 @@ class _RecordBuilder:
         return Outsider(pid, self._name(pid), self._moment(at), what)
 
     def _never_admitted(self) -> tuple[Outsider, ...]:
-        """Patients who waited in the lobby and never got in (the denied are listed apart)."""
+        """Seats of patients who waited in the lobby and never got in (the denied are
+        listed apart). A person who got in on another seat of theirs (before or after)
+        is not listed: they were admitted, and their attendance says when."""
         history = self._history
         denied = {t.participant_id for t in history.denied}
-        attended = {record.participant_id for record in self._facts.attendance}
+        attended = {self._person_of(pid) for pid in self._attended}
         out = []
-        for seat in self._seats.values():
+        for seat in self._facts.seats:
             pid = seat.participant_id
-            if pid not in history.knocked or pid in attended or pid in denied:
+            if pid not in history.knocked or seat.person_key in attended or pid in denied:
                 continue
             left = history.lobby_left_at.get(pid, seat.left_at)
             if left is None:
@@ -478,17 +535,28 @@ class _RecordBuilder:
 
     # -- consent
 
-    def _consent(self, seat: SeatRecord) -> ConsentLine:
-        """The consent in force when the seat was taken: the newest given before it (or,
-        failing that, the first given after)."""
-        own = [c for c in self._facts.consents if c.participant_id == seat.participant_id]
-        before = [c for c in own if c.accepted_at <= seat.first_joined_at]
-        chosen: SeatConsent | None = before[-1] if before else (own[0] if own else None)
+    def _consent(self, attendee: Attendee) -> ConsentLine | None:
+        """The consent in force when the person's latest seat that got in was taken: the
+        newest that any of their seats' passes gave before then (or, failing that, the
+        first given after). None for a person none of whose seats is known."""
+        seats = [
+            self._seats[ParticipantId(p)] for p in attendee.participant_ids if p in self._seats
+        ]
+        if not seats:
+            return None
+        taken_at = max(
+            (seat.first_joined_at for seat in seats if seat.participant_id in self._attended),
+            default=seats[-1].first_joined_at,
+        )
+        passes = {seat.pass_id for seat in seats if seat.pass_id is not None}
+        own = [c for c in self._facts.consents if c.pass_id in passes]
+        before = [c for c in own if c.accepted_at <= taken_at]
+        chosen: PassConsent | None = before[-1] if before else (own[0] if own else None)
         if chosen is None:
-            return ConsentLine(seat.participant_id, seat.display_name, None, "", "")
+            return ConsentLine(attendee.participant_id, attendee.name, None, "", "")
         return ConsentLine(
-            participant_id=seat.participant_id,
-            name=seat.display_name,
+            participant_id=attendee.participant_id,
+            name=attendee.name,
             agreement_version=chosen.agreement_version,
             accepted=self._day_and_time(chosen.accepted_at),
             recording=RECORDING_WORDS[chosen.recording_consent],
@@ -518,11 +586,18 @@ class _RecordBuilder:
     def _note_entry(self, at: float, note: NoteView) -> TimelineEntry:
         return TimelineEntry(self._moment(at), "note", f"Note by {note.author}", note=note)
 
-    def _note(self, note: Note, authors: dict[str, str]) -> NoteView:
+    def _note(self, note: Note, authors: dict[str, str], earlier_shown: int | None) -> NoteView:
+        """The note newest version first, with at most ``earlier_shown`` earlier ones
+        (None: all): only the versions shown are turned into views."""
+        count = len(note.versions)
+        shown = count if earlier_shown is None else min(count, 1 + max(0, earlier_shown))
         return NoteView(
             note_id=note.note_id,
             author=authors.get(note.author_id, "a clinician"),
-            versions=tuple(self._version(v) for v in reversed(note.versions)),
+            versions=tuple(
+                self._version(v) for v in itertools.islice(reversed(note.versions), shown)
+            ),
+            older_not_shown=count - shown,
         )
 
     def _version(self, version: NoteVersion) -> NoteVersionView:

@@ -183,9 +183,11 @@ CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 class SaveNoteRequest(Message):
     """Clinicians: save a new version of one of your notes of session ``session_id``
-    (autosave). The browser makes ``note_id`` (a new note) and ``save_id`` (one per save
-    attempt): a retried save with the same ``save_id`` is acknowledged again with the
-    version it became, never stored twice."""
+    (autosave), a session of one of your rooms — also one that has ended, and also from
+    a connection that has not joined (to save what was typed as the session ended).
+    The browser makes ``note_id`` (a new note) and ``save_id`` (one per save attempt):
+    a retried save with the same ``save_id`` is acknowledged again with the version it
+    became, never stored twice."""
 
     session_id: str = Field(min_length=1, max_length=64)
     note_id: str = Field(pattern=CLIENT_ID_PATTERN)

@@ -437,6 +437,9 @@ class SignallingServer:
             return acks.error(acks.INTERNAL_ERROR, "The server is not ready.")
         if isinstance(request, m.JoinRequest):
             return await self._join(connection, request, rooms)
+        if isinstance(request, m.SaveNoteRequest):
+            # Also without a seat: what was typed as the session ended is saved after it.
+            return await self._save_note(connection, request)
         code, pid = connection.room_code, connection.participant_id
         if code is None or pid is None:
             return acks.error(acks.NOT_JOINED, "Join a room first.")
@@ -466,8 +469,8 @@ class SignallingServer:
             admitted = await rooms.admit_all(code, pid)
             await self._record(connection, "admitted", None, code, count=admitted)
             return acks.ok(m.AdmitAllResult(admitted=admitted))
-        if isinstance(request, m.SaveNoteRequest | m.ListNotesRequest):
-            return await self._notes_request(connection, request, rooms)
+        if isinstance(request, m.ListNotesRequest):
+            return await self._list_notes(connection, rooms)
         control = self._control_command(event, request, pid)
         if control is not None:
             return await self._control(connection, event, request, control, rooms)
@@ -482,29 +485,32 @@ class SignallingServer:
             return acks.ok(m.Empty())
         return acks.error(acks.UNKNOWN_EVENT, "Unknown event.")  # pragma: no cover
 
-    async def _notes_request(
-        self,
-        connection: Connection,
-        request: m.SaveNoteRequest | m.ListNotesRequest,
-        rooms: RoomService,
+    async def _save_note(
+        self, connection: Connection, request: m.SaveNoteRequest
     ) -> dict[str, Any]:
-        """A clinician's own notes: save a version, or list the newest of each."""
+        """Save a version of a clinician's own note into a session of a room they are a
+        clinician of (the notes service checks it): the one they are in, or — with or
+        without a seat — an earlier one, whose drafts the browser still holds."""
+        notes, author = self._notes, connection.principal.user_id
+        if notes is None or author is None:
+            return acks.error(acks.NOT_ALLOWED, "You are not allowed to do that.")
+        saved = await notes.save(
+            author_id=author,
+            session_id=request.session_id,
+            note_id=request.note_id,
+            save_id=request.save_id,
+            body=NoteBody(request.text, request.topic, tuple(request.participant_ids)),
+        )
+        return acks.ok(
+            m.NoteSaved(note_id=saved.note_id, version=saved.version, saved_at=saved.saved_at)
+        )
+
+    async def _list_notes(self, connection: Connection, rooms: RoomService) -> dict[str, Any]:
+        """The clinician's own notes of the session they are in (newest of each)."""
         notes, author = self._notes, connection.principal.user_id
         live = rooms.live_room(connection.room_code) if connection.room_code else None
         if notes is None or author is None or live is None:
             return acks.error(acks.NOT_ALLOWED, "You are not allowed to do that.")
-        if isinstance(request, m.SaveNoteRequest):
-            saved = await notes.save(
-                author_id=author,
-                room_id=live.room.id,
-                session_id=request.session_id,
-                note_id=request.note_id,
-                save_id=request.save_id,
-                body=NoteBody(request.text, request.topic, tuple(request.participant_ids)),
-            )
-            return acks.ok(
-                m.NoteSaved(note_id=saved.note_id, version=saved.version, saved_at=saved.saved_at)
-            )
         panel = await notes.own_notes(author, live.state.session_id)
         return acks.ok(
             m.NotesResult(

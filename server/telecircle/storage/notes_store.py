@@ -124,7 +124,8 @@ async def save_version(
     """
     async with db.write() as conn:
         await _lock_session(conn, request.session_id)
-        key = await _session_key(conn, request.session_id)
+        # Locked: a purge waits for this save, or this save sees the key destroyed.
+        key = await _session_key(conn, request.session_id, lock=True)
         if key is None:
             key = await _add_session_key(conn, request.session_id, make_key(), request.now)
         if key.wrapped is None:
@@ -184,7 +185,7 @@ async def session_key(db: Database, session_id: str, make_key: MakeKey, now: flo
     SessionNotFound."""
     async with db.write() as conn:
         await _lock_session(conn, session_id)
-        key = await _session_key(conn, session_id)
+        key = await _session_key(conn, session_id, lock=True)
         if key is None:
             key = await _add_session_key(conn, session_id, make_key(), now)
         return key
@@ -353,19 +354,24 @@ async def session_participant_ids(db: Database, session_id: str) -> set[str]:
 
 
 async def _lock_session(conn: AsyncConnection, session_id: str) -> None:
+    # FOR NO KEY UPDATE on PostgreSQL: serialises note saves per session without
+    # blocking rows that merely reference the session (its timeline events).
     found = (
         await conn.execute(
-            select(SessionRow.id).where(SessionRow.id == session_id).with_for_update()
+            select(SessionRow.id).where(SessionRow.id == session_id).with_for_update(key_share=True)
         )
     ).one_or_none()
     if found is None:
         raise SessionNotFound(session_id)
 
 
-async def _session_key(conn: AsyncConnection, session_id: str) -> SessionKey | None:
-    row = (
-        await conn.execute(select(SessionKeyRow).where(SessionKeyRow.session_id == session_id))
-    ).one_or_none()
+async def _session_key(
+    conn: AsyncConnection, session_id: str, *, lock: bool = False
+) -> SessionKey | None:
+    query = select(SessionKeyRow).where(SessionKeyRow.session_id == session_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).one_or_none()
     return None if row is None else _key(row)
 
 

@@ -2,6 +2,11 @@
 
 Same rules as :mod:`telecircle.storage.stores`: plain frozen records out, times as UNIX
 epoch seconds, no ORM object leaves this module. Nothing here writes.
+
+A person may hold several seats (participant ids) in one session: after leaving and
+coming back, after the reconnect window ran out, or from another device. Each seat
+carries a *person key* (:func:`_person_key`) that is the same for all of one person's
+seats, so the record counts people, not seats.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, case, func, literal, null, select
 
 from telecircle.domain.commands import LeaveReason
 from telecircle.domain.ids import ParticipantId, RoomId, SessionId
@@ -20,7 +25,9 @@ from telecircle.storage.tables import (
     AttendanceRow,
     ConsentRow,
     EventRow,
+    InviteRow,
     ParticipantRow,
+    PatientPassRow,
     RoomRow,
     SessionRow,
     UserRow,
@@ -29,8 +36,9 @@ from telecircle.storage.tables import (
 
 @dataclass(frozen=True, slots=True)
 class SeatRecord:
-    """One person's seat in the session. ``user_id`` is set for a clinician's seat and
-    ``pass_id`` for a patient's, where the room service recorded them."""
+    """One seat in the session. ``user_id`` is set for a clinician's seat and ``pass_id``
+    for a patient's, where the room service recorded them; ``person_key`` is the same
+    for all the seats of one person (see :func:`_person_key`)."""
 
     participant_id: ParticipantId
     display_name: str
@@ -38,13 +46,14 @@ class SeatRecord:
     left_at: float | None
     user_id: str | None
     pass_id: str | None
+    person_key: str
 
 
 @dataclass(frozen=True, slots=True)
-class SeatConsent:
-    """A consent ledger entry of the pass a patient's seat was taken with."""
+class PassConsent:
+    """A consent ledger entry of a pass that a seat of the session was taken with."""
 
-    participant_id: ParticipantId
+    pass_id: str
     agreement_version: int
     recording_consent: bool | None
     accepted_at: float
@@ -63,18 +72,38 @@ class SessionFacts:
     seats: tuple[SeatRecord, ...]
     attendance: tuple[AttendanceRecord, ...]
     events: tuple[StoredEvent, ...]
-    consents: tuple[SeatConsent, ...]
+    consents: tuple[PassConsent, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SessionListing:
-    """One session of a room, for the list: when, and how many people attended."""
+    """One session of a room, for the list: when, and how many people attended (people,
+    not seats: see :func:`_person_key`)."""
 
     session_id: SessionId
     status: SessionStatus
     started_at: float
     ended_at: float | None
     attended: int
+
+
+def _person_key() -> ColumnElement[str]:
+    """Who a participants row belongs to, the same for all of one person's seats; over
+    ``participants`` outer-joined to their ``patient_passes`` and ``invites`` rows.
+
+    ``user:<user id>`` for a clinician (their account); ``invite:<invite id>`` for a
+    patient who entered with a pass of a personal invite (one person, whichever device
+    opened the link); ``pass:<pass id>`` for a pass of a group invite (each pass is one
+    person); the seat's own id where no owner was recorded (older sessions). These are
+    the room service's seat keys (services.entry), which hold one seat per person.
+    """
+    personal_invite = case((InviteRow.kind == "personal", PatientPassRow.invite_id), else_=null())
+    return func.coalesce(
+        literal("user:") + ParticipantRow.user_id,
+        literal("invite:") + personal_invite,
+        literal("pass:") + ParticipantRow.pass_id,
+        ParticipantRow.id,
+    )
 
 
 async def session_room(db: Database, session_id: str) -> RoomId | None:
@@ -91,8 +120,8 @@ async def session_facts(db: Database, session_id: str) -> SessionFacts | None:
     in one transaction (None if there is no such session).
 
     The timeline is read before the seats, so every seat an event names is among them
-    even while the session runs. Consents are those of the pass each seat was taken
-    with, in the session's room, oldest first.
+    even while the session runs. Each seat comes with its person key. Consents are
+    those of the passes the seats were taken with, in the session's room, oldest first.
     """
     async with db.read() as conn:
         head = (
@@ -116,7 +145,17 @@ async def session_facts(db: Database, session_id: str) -> SessionFacts | None:
             for r in events
         )
         seats = await conn.execute(
-            select(ParticipantRow)
+            select(
+                ParticipantRow.id,
+                ParticipantRow.display_name,
+                ParticipantRow.first_joined_at,
+                ParticipantRow.left_at,
+                ParticipantRow.user_id,
+                ParticipantRow.pass_id,
+                _person_key().label("person_key"),
+            )
+            .outerjoin(PatientPassRow, PatientPassRow.id == ParticipantRow.pass_id)
+            .outerjoin(InviteRow, InviteRow.id == PatientPassRow.invite_id)
             .where(ParticipantRow.session_id == session_id)
             .order_by(ParticipantRow.first_joined_at, ParticipantRow.id)
         )
@@ -128,6 +167,7 @@ async def session_facts(db: Database, session_id: str) -> SessionFacts | None:
                 left_at=None if r.left_at is None else from_utc(r.left_at),
                 user_id=r.user_id,
                 pass_id=r.pass_id,
+                person_key=r.person_key,
             )
             for r in seats
         )
@@ -153,26 +193,22 @@ async def session_facts(db: Database, session_id: str) -> SessionFacts | None:
             )
             for r in attendance
         )
+        seat_passes = select(ParticipantRow.pass_id).where(
+            ParticipantRow.session_id == session_id, ParticipantRow.pass_id.is_not(None)
+        )
         consents = await conn.execute(
             select(
-                ParticipantRow.id.label("participant_id"),
+                ConsentRow.pass_id,
                 ConsentRow.agreement_version,
                 ConsentRow.recording_consent,
                 ConsentRow.accepted_at,
             )
-            .join(
-                ConsentRow,
-                and_(
-                    ConsentRow.pass_id == ParticipantRow.pass_id,
-                    ConsentRow.room_id == head.room_id,
-                ),
-            )
-            .where(ParticipantRow.session_id == session_id)
+            .where(ConsentRow.pass_id.in_(seat_passes), ConsentRow.room_id == head.room_id)
             .order_by(ConsentRow.accepted_at, ConsentRow.id)
         )
-        seat_consents = tuple(
-            SeatConsent(
-                participant_id=ParticipantId(r.participant_id),
+        pass_consents = tuple(
+            PassConsent(
+                pass_id=r.pass_id,
                 agreement_version=int(r.agreement_version),
                 recording_consent=r.recording_consent,
                 accepted_at=from_utc(r.accepted_at),
@@ -189,17 +225,24 @@ async def session_facts(db: Database, session_id: str) -> SessionFacts | None:
         seats=seat_records,
         attendance=intervals,
         events=timeline,
-        consents=seat_consents,
+        consents=pass_consents,
     )
 
 
 async def room_sessions(db: Database, room_id: str) -> list[SessionListing]:
     """The room's sessions, newest first, each with how many people attended (had at
-    least one attendance interval: clinicians and admitted patients)."""
+    least one attendance interval on any of their seats: clinicians and admitted
+    patients)."""
     attended = (
         select(
             AttendanceRow.session_id,
-            func.count(func.distinct(AttendanceRow.participant_id)).label("attended"),
+            func.count(func.distinct(_person_key())).label("attended"),
+        )
+        .join(ParticipantRow, ParticipantRow.id == AttendanceRow.participant_id)
+        .outerjoin(PatientPassRow, PatientPassRow.id == ParticipantRow.pass_id)
+        .outerjoin(InviteRow, InviteRow.id == PatientPassRow.invite_id)
+        .where(
+            AttendanceRow.session_id.in_(select(SessionRow.id).where(SessionRow.room_id == room_id))
         )
         .group_by(AttendanceRow.session_id)
         .subquery()

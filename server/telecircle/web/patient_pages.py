@@ -4,6 +4,10 @@ the session page.
 The invite token appears in one request only: ``GET /i/{token}`` swaps it for the
 HttpOnly pass cookie and redirects, so the token does not stay in the address bar or
 the history (and ``Referrer-Policy: no-referrer`` keeps it out of other sites' logs).
+
+After a session, these are the pages a patient comes back to (through their invite
+link): while a session-rating form waits for them (web/feedback_pages.py), each points
+to it, so that someone who left early or dropped out finds it too.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from telecircle.web.identity import PASS_COOKIE, client_address, identity_of, re
 from telecircle.web.keys import (
     CHECKINS,
     DATABASE,
+    FEEDBACK,
     INVITE_LIMITER,
     INVITES,
     ORGANISATION,
@@ -33,6 +38,8 @@ from telecircle.web.pages import session_page as call_page
 from telecircle.web.render import form_fields, message, render, see_other
 
 TOKEN_MAX = 256
+FEEDBACK_PATH = "/feedback"
+FEEDBACK_LINK_TEXT = "Tell your therapists how the last session went"
 
 
 def current_pass(request: web.Request) -> PassRecord:
@@ -40,6 +47,15 @@ def current_pass(request: web.Request) -> PassRecord:
     if patient_pass is None:  # the guard admits only patients here
         raise web.HTTPForbidden(text="Open your invite link first.")
     return patient_pass
+
+
+async def feedback_waiting(request: web.Request, patient_pass: PassRecord | None) -> bool:
+    """Whether the pass's holder has a session-rating form to answer: a session they
+    were in has ended, its window is open, and they have not answered it."""
+    if patient_pass is None:
+        return False
+    form = await request.app[FEEDBACK].form_for(patient_pass)
+    return form is not None and not form.already_sent
 
 
 def _limited(request: web.Request) -> web.Response | None:
@@ -86,6 +102,9 @@ async def open_invite(request: web.Request) -> web.Response:
         title="Your invitation",
         room_name="your group" if room is None else room.name,
         personal=invite.kind == "personal",
+        feedback_waiting=await feedback_waiting(request, holder),
+        feedback_path=FEEDBACK_PATH,
+        feedback_link_text=FEEDBACK_LINK_TEXT,
     )
 
 
@@ -144,6 +163,9 @@ async def _prejoin_page(request: web.Request, status: int = 200, **extra: object
         consent=consent,
         location_max=LOCATION_MAX,
         contact_max=CONTACT_MAX,
+        feedback_waiting=await feedback_waiting(request, patient_pass),
+        feedback_path=FEEDBACK_PATH,
+        feedback_link_text=FEEDBACK_LINK_TEXT,
         **values,
     )
 
