@@ -73,10 +73,61 @@ class Settings(BaseSettings):
         "a connection drops without Leave; coming back within it returns to the same seat.",
     )
     rate_limit_strikes: int = Field(
-        50, ge=1, description="Messages refused for rate before a connection is closed."
+        50,
+        ge=1,
+        description="Messages refused for rate, less one for each accepted, before a "
+        "connection is closed: a sender at more than twice messages_per_second is closed, "
+        "a burst now and then only throttled.",
     )
     socket_ping_interval: float = Field(4.0, gt=0, description="Engine.io ping interval (s).")
     socket_ping_timeout: float = Field(5.0, gt=0, description="Engine.io ping timeout (s).")
+    abuse_cooldown: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds during which a person whose connection was closed for abuse "
+        "(a flood, malformed messages) cannot connect again (0: at once).",
+    )
+    max_message_depth: int = Field(
+        8,
+        ge=4,
+        le=64,
+        description="Deepest nesting of arrays and objects a signalling message may have "
+        "(the protocol's deepest is 4); deeper ones are refused before they are parsed.",
+    )
+    socket_frames_per_second: float = Field(
+        100.0,
+        gt=0,
+        description="Websocket frames of any kind (events, acks, pongs, refused frames) "
+        "per second per connection; beyond the burst the connection is closed at once. "
+        "Well above messages_per_second, so a flood of events meets the application's "
+        "throttle first.",
+    )
+    socket_frame_burst: int = Field(
+        200,
+        ge=1,
+        description="Websocket frame burst allowance per connection (at least "
+        "message_burst + rate_limit_strikes, so a flood of events is throttled and "
+        "disconnected by the application first).",
+    )
+    socket_connect_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a websocket may stay open without a socket.io connection "
+        "(before it, after a refused one, after the server ended it); then it is closed.",
+    )
+    http_idle_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds a TCP connection may go without a complete HTTP request "
+        "head (a new connection, or an idle kept-alive one): silent and slowly "
+        "trickling clients are closed.",
+    )
+    http_body_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds a client has to send a request body (a form); a slower one "
+        "is answered 408 and closed.",
+    )
     ice_consent_interval: float = Field(
         2.0, gt=0, description="Seconds between ICE consent checks (dead path detection)."
     )
@@ -91,6 +142,21 @@ class Settings(BaseSettings):
     )
     keyframe_request_interval: float = Field(
         0.5, gt=0, description="Minimum seconds between keyframe requests to one publisher."
+    )
+    nack_retry_interval: float = Field(
+        0.15,
+        gt=0,
+        le=5,
+        description="How often (s) the SFU asks a publisher again for a lost video packet.",
+    )
+    nack_max_tries: int = Field(
+        10, ge=1, le=100, description="NACKs for one lost packet before asking for a keyframe."
+    )
+    nack_max_missing: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="Lost packets tracked per video stream (a longer gap asks for a keyframe).",
     )
     webclient_dist: Path = Field(
         Path(__file__).resolve().parents[2] / "webclient" / "dist",
@@ -319,6 +385,13 @@ class Settings(BaseSettings):
                 f"default_room_limit ({self.default_room_limit}) is above "
                 f"room_limit_ceiling ({self.room_limit_ceiling})"
             )
+        if self.socket_frame_burst < self.message_burst + self.rate_limit_strikes:
+            raise ValueError(
+                "socket_frame_burst must be at least message_burst + rate_limit_strikes "
+                f"({self.message_burst + self.rate_limit_strikes})"
+            )
+        if self.socket_frames_per_second < 2 * self.messages_per_second:
+            raise ValueError("socket_frames_per_second must be at least 2 x messages_per_second")
         if self.pairs_min_seconds > self.pairs_max_seconds:
             raise ValueError("pairs_min_seconds is above pairs_max_seconds")
         if not (

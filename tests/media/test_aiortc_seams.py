@@ -8,16 +8,20 @@ re-read those modules against the new aiortc/aioice source before changing the p
 from __future__ import annotations
 
 import inspect
+import struct
 
 import aioice
 import aioice.ice
+import aioice.stun
 import aiortc
+import pylibsrtp
+import pytest
 from aiortc import rtcrtpreceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from telecircle.media import aiortc_tap, ice_policy
+from telecircle.media import aiortc_tap, datagram_guard, ice_policy
 from telecircle.media.connection import new_peer_connection
 from telecircle.media.settings import MediaSettings
 from telecircle.media.sfu import Sfu
@@ -105,6 +109,7 @@ def test_aioice_seams_install_and_uninstall() -> None:
     original_consent = aioice.ice.Connection.query_consent
     original_data_received = aioice.ice.Connection.data_received
     original_request_received = aioice.ice.Connection.request_received
+    original_parser = aioice.stun.parse_message
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
 
     sfu = Sfu(
@@ -120,6 +125,9 @@ def test_aioice_seams_install_and_uninstall() -> None:
     assert getattr(aioice.ice.Connection, ice_policy.DATA_RECEIVED_METHOD) is not (
         original_data_received
     )
+    assert aioice.stun.parse_message is not original_parser
+    # Tests reach aioice's own handler from under the wrapper (test_hostile_hijack.py).
+    assert aioice.ice.Connection.request_received.__wrapped__ is original_request_received
 
     sfu._ice.uninstall()
     sfu._ice.uninstall()
@@ -127,3 +135,60 @@ def test_aioice_seams_install_and_uninstall() -> None:
     assert aioice.ice.Connection.query_consent is original_consent
     assert aioice.ice.Connection.data_received is original_data_received
     assert aioice.ice.Connection.request_received is original_request_received
+    assert aioice.stun.parse_message is original_parser
+
+
+def test_stun_parser_seam() -> None:
+    """aioice calls the parser through the module and catches only ValueError from it;
+    the parser raises struct.error for an attribute of the wrong size (strict_stun_parser
+    turns that into ValueError)."""
+    assert hasattr(aioice.stun, ice_policy.STUN_PARSER_FUNCTION)
+    datagram_source = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "message = stun.parse_message(data)" in datagram_source
+    assert "except ValueError:" in datagram_source
+    body = struct.pack("!HH", 0x0024, 3) + b"abc\x00"  # PRIORITY, 3 bytes
+    malformed = struct.pack("!HHI12s", 0x0001, len(body), aioice.stun.COOKIE, bytes(12)) + body
+    with pytest.raises(struct.error):
+        inspect.unwrap(aioice.stun.parse_message)(malformed)
+    assert not issubclass(struct.error, ValueError)
+
+
+def test_srtp_buffer_seam() -> None:
+    """pylibsrtp's Session refuses packets over its fixed buffer with a ValueError that
+    aiortc's receive loop does not catch (could_be_media keeps them away)."""
+    limit = datagram_guard.MAX_SRTP_PACKET
+    session = pylibsrtp.Session()
+    with pytest.raises(pylibsrtp.Error):
+        session.unprotect(b"\x80" + bytes(limit - 1))  # no stream: refused, caught by aiortc
+    with pytest.raises(ValueError, match="too long"):
+        session.unprotect(b"\x80" + bytes(limit))
+    with pytest.raises(ValueError, match="too long"):
+        session.unprotect_rtcp(b"\x81\xc9" + bytes(limit - 1))
+    assert not issubclass(pylibsrtp.Error, ValueError)
+    recv_source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "except pylibsrtp.Error" in recv_source
+    assert "except ValueError" not in recv_source and "except Exception" not in recv_source
+
+
+def test_nominated_path_seam() -> None:
+    """What off_nominated_path relies on: requests reach request_received with their
+    source address and socket; the nominated pair of each component alone decides where
+    data is sent; a pair knows its socket and remote address."""
+    datagram_source = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "self.receiver.request_received(message, addr, self)" in datagram_source
+    assert "addr = (addr[0], addr[1])" in datagram_source
+    assert "self._nominated[pair.component] = pair" in inspect.getsource(
+        aioice.ice.Connection.check_complete
+    )
+    sendto_source = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto_source
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto_source
+    pair_init = inspect.getsource(aioice.ice.CandidatePair.__init__)
+    assert "self.protocol = protocol" in pair_init
+    assert isinstance(aioice.ice.CandidatePair.remote_addr, property)
+    assert "local_candidate" in aioice.ice.StunProtocol.__annotations__
+    # After ICE completes, an authenticated request from a new address is still learned
+    # and checked (the behaviour the guard stops).
+    assert "self.check_incoming(message, addr, protocol)" in inspect.getsource(
+        aioice.ice.Connection.request_received
+    )

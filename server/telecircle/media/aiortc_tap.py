@@ -37,6 +37,7 @@ from aiortc.rtp import (
 RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_RTP_HANDLER = "_handle_rtp_packet"
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
+RECEIVER_SEND_NACK = "_send_rtcp_nack"
 SENDER_RTCP_HANDLER = "_handle_rtcp_packet"
 SENDER_SSRC = "_ssrc"
 SENDER_EXTENSIONS_MAP = "_RTCRtpSender__rtp_header_extensions_map"
@@ -47,7 +48,12 @@ SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
 SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
 TRANSPORT_SEND_RTP = "_send_rtp"
 
-RECEIVER_NAMES = (RECEIVER_DECODER_QUEUE, RECEIVER_RTP_HANDLER, RECEIVER_SEND_PLI)
+RECEIVER_NAMES = (
+    RECEIVER_DECODER_QUEUE,
+    RECEIVER_RTP_HANDLER,
+    RECEIVER_SEND_PLI,
+    RECEIVER_SEND_NACK,
+)
 SENDER_NAMES = (
     SENDER_RTCP_HANDLER,
     SENDER_SSRC,
@@ -102,6 +108,11 @@ def tap_rtp(receiver: RTCRtpReceiver, before: PacketSink) -> None:
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     """Ask the publisher of ``media_ssrc`` for a keyframe (RTCP PLI)."""
     await receiver._send_rtcp_pli(media_ssrc)
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Ask the publisher of ``media_ssrc`` to send the ``lost`` packets again (RTCP NACK)."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
 
 
 class SilentTrack(MediaStreamTrack):

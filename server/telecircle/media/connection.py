@@ -13,6 +13,40 @@ from aiortc.rtcrtpsender import RTCRtpSender
 logger = logging.getLogger(__name__)
 
 LOST_STATES = ("failed", "closed")
+# The name aiortc's own methods call the connect task by (``self.__connect()``).
+CONNECT_METHOD = "_RTCPeerConnection__connect"
+
+
+class GuardedPeerConnection(RTCPeerConnection):
+    """An RTCPeerConnection whose connect task ends cleanly when close() overtakes it.
+
+    aiortc 1.16 starts its connect task (``__connect``) with ``asyncio.ensure_future``,
+    keeps no reference to it, and checks for a closed connection only as it begins. When
+    the connection is closed while the task is part-way (a participant leaving,
+    renegotiating or dropping within a second of joining):
+
+    - the task may go on to start a sender or receiver that close() has already stopped;
+      their RTP/RTCP tasks then run for good, and keep the whole connection alive;
+    - or it raises (``RTCIceTransport.start``: InvalidStateError "RTCIceTransport is
+      closed" for the next transceiver), and asyncio logs "Task exception was never
+      retrieved" at ERROR with a traceback, once per such connection, the traceback
+      keeping the closed connection alive for as long as the log record lives.
+
+    So once close() has begun (it sets the signalling state first), whatever the task
+    trips over is moot, and everything it started is stopped again when it ends.
+    Exceptions before close() are raised as before. tests/media/test_invalid_sdp.py
+    checks the name and the behaviour.
+    """
+
+    async def _RTCPeerConnection__connect(self) -> None:  # noqa: N802 - aiortc's mangled name
+        try:
+            await getattr(super(), CONNECT_METHOD)()
+        except Exception:
+            if self.signalingState != "closed":
+                raise
+        if self.signalingState == "closed":
+            for transceiver in self.getTransceivers():
+                await transceiver.stop()
 
 
 def new_peer_connection() -> RTCPeerConnection:
@@ -21,7 +55,7 @@ def new_peer_connection() -> RTCPeerConnection:
     # MAX_BUNDLE: with aiortc's default (BALANCED) the second transceiver of a kind stays
     # on a per-kind transport that bundling then stops, so slots after the first never
     # start. Browsers always bundle.
-    return RTCPeerConnection(
+    return GuardedPeerConnection(
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
 
@@ -75,8 +109,8 @@ class Connection:
                 # for a closed connection only when it begins; if close() runs while it
                 # is part-way through the transceivers, it can start a sender or
                 # receiver that close() has already stopped (their tasks would run on
-                # for good). Once close() has stopped the transports nothing more can
-                # start, so stopping every transceiver again ends those late ones.
+                # for good). Those it has started by now are stopped here; those it
+                # starts later, by GuardedPeerConnection when the task ends.
                 for transceiver in self.pc.getTransceivers():
                     await transceiver.stop()
         except TimeoutError:

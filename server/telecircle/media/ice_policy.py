@@ -17,16 +17,18 @@ It also fixes a leak: aioice starts the consent task at the end of ``connect()``
 when ``close()`` ran meanwhile (a connection closed while ICE completes); our loop
 returns at once on a closing connection.
 
-And it drops datagrams that cannot be DTLS, SRTP or SRTCP before aiortc sees them, by
-wrapping ``aioice.ice.Connection.data_received``. aioice 0.13's
-``StunProtocol.datagram_received`` hands every datagram that does not parse as STUN,
-from any source address (not only the nominated peer), to that method, which queues it
-for aiortc; aiortc 1.16's ``RTCDtlsTransport._recv_next`` then reads ``data[0]``: an
-empty datagram raises IndexError, which ends the transport's receive loop, so the peer
-connection closes and the SFU reports the path lost. One empty UDP datagram from
-anyone who can reach the port would eject a participant. ``data_received`` is the
-narrowest point: the one place all non-STUN data (host and TURN-relayed) goes through,
-after STUN is handled and before anything reaches aiortc. See :func:`could_be_media`.
+And it keeps hostile datagrams harmless; :mod:`telecircle.media.datagram_guard` says
+which upstream behaviour each check defends against:
+
+- ``aioice.ice.Connection.data_received`` drops datagrams that cannot be DTLS, SRTP or
+  SRTCP before aiortc sees them (:func:`~telecircle.media.datagram_guard.could_be_media`).
+  It is the narrowest point: aioice 0.13's ``StunProtocol.datagram_received`` hands it
+  every datagram that does not parse as STUN, from any source address, host or
+  TURN-relayed, and it only queues them for aiortc;
+- ``aioice.stun.parse_message`` raises only the ValueError aioice catches;
+- ``aioice.ice.Connection.request_received`` (which also notes the peer's consent
+  checks) drops binding requests from anywhere but the nominated pair once a component
+  has one, so nobody else can move a participant's media path.
 
 These are process-wide: the policy remembers what it replaced and puts it back on
 :meth:`IcePolicy.uninstall`. tests/media/test_aiortc_seams.py fails if the aioice
@@ -36,6 +38,7 @@ names used here change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import random
 import weakref
@@ -44,6 +47,12 @@ from typing import Any
 
 import aioice.ice
 from aioice import stun
+
+from telecircle.media.datagram_guard import (
+    could_be_media,
+    off_nominated_path,
+    strict_stun_parser,
+)
 
 HOST_ADDRESSES_FUNCTION = "get_host_addresses"
 CONSENT_METHOD = "query_consent"
@@ -58,40 +67,15 @@ CONNECTION_INTERNALS = (
     "_valid_username",
 )
 DATA_RECEIVED_METHOD = "data_received"
-# aioice.ice.Connection's handler of incoming STUN requests (wrapped to note consent).
+# aioice.ice.Connection's handler of incoming STUN requests (wrapped to note consent and
+# to keep the nominated path where it is).
 REQUEST_RECEIVED_METHOD = "request_received"
-# aiortc's demultiplexer (RTCDtlsTransport._recv_next, RFC 7983 first-byte ranges); every
-# other first byte is ignored there.
-DTLS_FIRST_BYTES = range(20, 64)
-RTP_FIRST_BYTES = range(128, 192)
-# The smallest record that can be valid: a DTLS record header is 13 bytes (the shortest
-# real record, a plaintext alert, is 15); an RTP header is 12 bytes, an RTCP packet at
-# least 8, and SRTP/SRTCP (all aiortc ever accepts) add an authentication tag of at
-# least 10 bytes, SRTCP also a 4-byte index: 22 bytes at the least. 12 keeps every one.
-MIN_DTLS_RECORD = 13
-MIN_RTP_PACKET = 12
+# aioice.stun's parser, which ice.StunProtocol (and turn) call through the module.
+STUN_PARSER_FUNCTION = "parse_message"
 # Retransmissions per consent check: STUN timeouts at 0.5, 1.5 and 3.5 s.
 CONSENT_RETRANSMISSIONS = 2
 # Unanswered checks in a row needed (besides the timeout) before a path counts as dead.
 CONSENT_MIN_FAILURES = 2
-
-
-def could_be_media(data: bytes) -> bool:
-    """Whether aiortc could use this non-STUN datagram (DTLS, SRTP or SRTCP).
-
-    False for an empty datagram (which would kill aiortc 1.16's DTLS receive loop), for
-    a first byte aiortc ignores anyway, and for anything shorter than the smallest valid
-    record of its kind. Longer junk is left to aiortc, which discards it safely (OpenSSL
-    drops bad DTLS records, libsrtp refuses bad SRTP).
-    """
-    if not data:
-        return False
-    first = data[0]
-    if first in DTLS_FIRST_BYTES:
-        return len(data) >= MIN_DTLS_RECORD
-    if first in RTP_FIRST_BYTES:
-        return len(data) >= MIN_RTP_PACKET
-    return False
 
 
 class IcePolicy:
@@ -108,9 +92,10 @@ class IcePolicy:
             consent_interval, consent_timeout, self._peer_checks
         )
         self._request_hook = self._make_request_hook(self._peer_checks)
-        self._saved: tuple[Any, Any, Any, Any] | None = None
+        self._saved: tuple[Any, Any, Any, Any, Any] | None = None
         self._data_filter: Callable[[Any, bytes, int], None] | None = None
         self._request_handler: Callable[..., None] | None = None
+        self._stun_parser: Callable[[bytes], Any] | None = None
 
     @property
     def installed(self) -> bool:
@@ -133,14 +118,21 @@ class IcePolicy:
     def _make_request_hook(
         peer_checks: weakref.WeakKeyDictionary[Any, float],
     ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-        """Wraps aioice's request handler: an authenticated binding request from the peer,
-        on the nominated pair (same address, same socket), proves the path alive as well
-        as an answer to our own check does. Under a receive backlog (a starved process)
-        answers to our checks can come too late while the peer's own checks still arrive
-        in time."""
+        """Wraps aioice's request handler.
+
+        Once a component has a nominated pair, a request from any other address is
+        dropped unanswered (see :func:`~telecircle.media.datagram_guard.off_nominated_path`:
+        otherwise a replayed request and a relay move the participant's media path).
+        An authenticated binding request from the peer on the nominated pair (same
+        address, same socket) proves the path alive as well as an answer to our own
+        check does: under a receive backlog (a starved process) answers to our checks
+        can come too late while the peer's own checks still arrive in time."""
 
         def hook(original: Callable[..., None]) -> Callable[..., None]:
+            @functools.wraps(original)
             def request_received(connection: Any, message: Any, addr: Any, protocol: Any) -> None:
+                if off_nominated_path(connection, addr, protocol):
+                    return
                 original(connection, message, addr, protocol)
                 attributes = message.attributes
                 on_path = any(
@@ -218,18 +210,21 @@ class IcePolicy:
             getattr(aioice.ice.Connection, CONSENT_METHOD),
             getattr(aioice.ice.Connection, DATA_RECEIVED_METHOD),
             getattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD),
+            getattr(stun, STUN_PARSER_FUNCTION),
         )
         self._data_filter = self._make_data_filter(self._saved[2])
         self._request_handler = self._request_hook(self._saved[3])
+        self._stun_parser = strict_stun_parser(self._saved[4])
         setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, self._host_addresses)
         setattr(aioice.ice.Connection, CONSENT_METHOD, self._consent)
         setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, self._data_filter)
         setattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD, self._request_handler)
+        setattr(stun, STUN_PARSER_FUNCTION, self._stun_parser)
 
     def uninstall(self) -> None:
         if self._saved is None:
             return
-        host_addresses, consent, data_received, request_received = self._saved
+        host_addresses, consent, data_received, request_received, parser = self._saved
         # Only undo our own change: another policy may have been installed after us.
         if getattr(aioice.ice, HOST_ADDRESSES_FUNCTION) is self._host_addresses:
             setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, host_addresses)
@@ -239,6 +234,9 @@ class IcePolicy:
             setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, data_received)
         if getattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD) is self._request_handler:
             setattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD, request_received)
+        if getattr(stun, STUN_PARSER_FUNCTION) is self._stun_parser:
+            setattr(stun, STUN_PARSER_FUNCTION, parser)
         self._saved = None
         self._data_filter = None
         self._request_handler = None
+        self._stun_parser = None

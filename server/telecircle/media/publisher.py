@@ -15,6 +15,7 @@ from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import TrackKind, TrackRef
 from telecircle.media import aiortc_tap
 from telecircle.media.connection import Connection, codec_preferences
+from telecircle.media.lost_packets import DEFAULT_NACK_POLICY, NackPolicy
 from telecircle.media.vp8 import Vp8Info, parse_vp8
 
 logger = logging.getLogger(__name__)
@@ -24,14 +25,26 @@ Forward = Callable[["Publisher", TrackKind, RtpPacket, Vp8Info | None], None]
 
 class KeyframeSource:
     """One incoming video stream's keyframe requests: coalesced and rate-limited to one
-    per ``interval`` seconds; a keyframe seen from the publisher satisfies pending ones."""
+    per ``interval`` seconds; a keyframe seen from the publisher satisfies pending ones.
+    Its lost packets too, asked for again as ``nack`` says (see lost_packets.py)."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, nack: NackPolicy) -> None:
         self.interval = interval
         self.pending = False
         self.next_request = 0.0
         self.receiver: RTCRtpReceiver | None = None
         self.ssrc: int | None = None
+        self.lost = nack.tracker()
+
+    async def ask_again(self, now: float) -> None:
+        """NACK the lost packets that are due again; ask for a keyframe for any given up."""
+        again, gave_up = self.lost.due(now)
+        if gave_up:
+            self.pending = True
+        receiver, ssrc = self.receiver, self.ssrc
+        if again and receiver is not None and ssrc is not None:
+            with contextlib.suppress(ConnectionError):
+                await aiortc_tap.send_nack(receiver, ssrc, again)
 
     async def flush(self, now: float) -> None:
         if now < self.next_request:
@@ -52,7 +65,8 @@ class Publisher:
     ``forward`` is called synchronously for every RTP packet of the negotiated codec, before
     aiortc's own receive path. The first audio m-line is the microphone, the first video
     m-line the camera and the second video m-line the shared screen; others are ignored.
-    Keyframe requests are kept per video stream (see KeyframeSource).
+    Keyframe requests are kept per video stream (see KeyframeSource), and so are lost
+    video packets, asked for again until they come (see lost_packets.py).
     """
 
     def __init__(
@@ -61,14 +75,15 @@ class Publisher:
         connection: Connection,
         forward: Forward,
         keyframe_interval: float,
+        nack: NackPolicy = DEFAULT_NACK_POLICY,
     ) -> None:
         self.pid = pid
         self.connection = connection
         self.refs = {kind: TrackRef(pid, kind) for kind in TrackKind}
         self._forward = forward
         self._keyframes = {
-            TrackKind.VIDEO: KeyframeSource(keyframe_interval),
-            TrackKind.SCREEN: KeyframeSource(keyframe_interval),
+            TrackKind.VIDEO: KeyframeSource(keyframe_interval, nack),
+            TrackKind.SCREEN: KeyframeSource(keyframe_interval, nack),
         }
         self._loop = asyncio.get_running_loop()
         self._failed_once = False
@@ -114,10 +129,14 @@ class Publisher:
         async def tap(packet: RtpPacket) -> None:
             if packet.payload_type == payload_type:
                 keyframes.ssrc = packet.ssrc
+                seq = packet.sequence_number
+                if keyframes.lost.received(packet.ssrc, seq, self._loop.time()):
+                    keyframes.pending = True  # too much lost to ask for packet by packet
                 info = parse_vp8(packet.payload)
                 if info is not None:
                     if info.keyframe:
                         keyframes.pending = False
+                        keyframes.lost.keyframe(seq)
                     self._safe_forward(kind, packet, info)
             await self._flush_keyframe_requests()
 
@@ -140,6 +159,8 @@ class Publisher:
             source.pending = True
 
     async def _flush_keyframe_requests(self) -> None:
+        now = self._loop.time()
         for source in self._keyframes.values():
+            await source.ask_again(now)
             if source.pending:
-                await source.flush(self._loop.time())
+                await source.flush(now)

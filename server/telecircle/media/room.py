@@ -18,7 +18,11 @@ from telecircle.domain.model import TrackKind, TrackRef
 from telecircle.media.connection import Connection, new_peer_connection
 from telecircle.media.errors import MediaError
 from telecircle.media.publisher import Publisher
-from telecircle.media.sdp_check import check_publish_offer, check_subscribe_answer
+from telecircle.media.sdp_check import (
+    CandidatePolicy,
+    check_publish_offer,
+    check_subscribe_answer,
+)
 from telecircle.media.settings import MediaSettings
 from telecircle.media.subscriber import Subscriber
 from telecircle.media.vp8 import Vp8Info
@@ -73,6 +77,9 @@ class MediaRoom:
     ) -> None:
         self.key = key
         self._settings = settings
+        self._candidates = CandidatePolicy(
+            settings.ice_host_addresses, settings.max_candidates_per_mline
+        )
         self._on_slots = on_slots
         self._on_path_lost = on_path_lost
         self._on_closed = on_closed
@@ -98,12 +105,19 @@ class MediaRoom:
         ``media_closed``; pid's previous publish connection is then left as it was.
         """
         self._check_open()
-        kinds = check_publish_offer(offer_sdp, self._settings.max_publish_mlines)
+        offer = check_publish_offer(offer_sdp, self._settings.max_publish_mlines, self._candidates)
+        self._note_dropped(pid, "publish", offer.dropped)
         connection = self._new_connection(pid, "publish")
         publisher = Publisher(
-            pid, connection, self._forward, self._settings.keyframe_request_interval
+            pid,
+            connection,
+            self._forward,
+            self._settings.keyframe_request_interval,
+            self._settings.nack,
         )
-        answer = await self._negotiate(connection, publisher.negotiate(offer_sdp, kinds))
+        answer = await self._negotiate(
+            connection, publisher.negotiate(offer.sdp, offer.kinds), pid, "publish"
+        )
         old = self._publishers.get(pid)
         self._publishers[pid] = publisher
         for subscriber in self._subscribers.values():
@@ -153,7 +167,7 @@ class MediaRoom:
             audiences=lambda: self._audiences,
             request_keyframe=self._request_keyframe,
         )
-        offer = await self._negotiate(connection, subscriber.negotiate())
+        offer = await self._negotiate(connection, subscriber.negotiate(), pid, "subscribe")
         mids = [ReceiveSlot(index=i, audio_mid=a, video_mid=v) for i, a, v in subscriber.mids()]
         screen_mid = subscriber.screen_mid()
         old = self._subscribers.get(pid)
@@ -176,8 +190,13 @@ class MediaRoom:
         if subscriber is None or subscriber.reported:
             raise MediaError("not_subscribed", "There is no subscribe offer waiting for an answer.")
         try:
-            check_subscribe_answer(answer_sdp, 2 * len(subscriber.slots) + 1)
-            await self._negotiate(subscriber.connection, subscriber.accept_answer(answer_sdp))
+            answer = check_subscribe_answer(
+                answer_sdp, 2 * len(subscriber.slots) + 1, self._candidates
+            )
+            self._note_dropped(pid, "subscribe", answer.dropped)
+            await self._negotiate(
+                subscriber.connection, subscriber.accept_answer(answer.sdp), pid, "subscribe"
+            )
         except MediaError:
             if self._subscribers.get(pid) is subscriber:
                 del self._subscribers[pid]
@@ -314,13 +333,34 @@ class MediaRoom:
         self._connections.add(connection)
         return connection
 
+    def _note_dropped(self, pid: ParticipantId, role: str, dropped: int) -> None:
+        if dropped:
+            logger.info(
+                "media.candidates_dropped room=%s pid=%s role=%s count=%d",
+                self.key,
+                pid,
+                role,
+                dropped,
+            )
+
     async def _negotiate(
-        self, connection: Connection, step: Awaitable[str] | Awaitable[None]
+        self,
+        connection: Connection,
+        step: Awaitable[str] | Awaitable[None],
+        pid: ParticipantId,
+        role: str,
     ) -> str:
-        """Run one offer/answer step; on any failure close the connection, raise MediaError."""
+        """Run one offer/answer step; on any failure close the connection, raise MediaError.
+
+        Cancelled (the caller's task), the connection is closed by a task the room owns
+        and the cancellation goes on: the connection never outlives its negotiation.
+        """
         try:
             async with asyncio.timeout(self._settings.negotiation_timeout):
                 result = await step
+        except asyncio.CancelledError:
+            self._spawn(self._close_connection(connection), pid, role)
+            raise
         except MediaError:
             await self._close_connection(connection)
             raise

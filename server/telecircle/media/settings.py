@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from telecircle.config import Settings
+from telecircle.media.lost_packets import DEFAULT_NACK_POLICY, NackPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,11 +21,17 @@ class MediaSettings:
     ice_consent_timeout: float = 10.0
     subscriber_queue_packets: int = 512
     keyframe_request_interval: float = 0.5
+    # Asking publishers again for lost video packets (aiortc asks once per gap).
+    nack: NackPolicy = DEFAULT_NACK_POLICY
     # Outgoing packets kept per slot for answering a subscriber's NACKs.
     history_packets: int = 512
     # A browser's publish offer has one audio and one video m-line; a few more are
     # tolerated (only the first of each kind is forwarded), more is refused.
     max_publish_mlines: int = 4
+    # ICE candidate lines per media section of a client's SDP: a browser lists one or two
+    # per interface and address family (UDP and TCP); each usable one is a check the
+    # server sends, so this bounds what one SDP can make it send.
+    max_candidates_per_mline: int = 32
     max_slots: int = 32
     # Bound on one offer/answer exchange and on closing one peer connection.
     negotiation_timeout: float = 15.0
@@ -38,4 +45,7 @@ class MediaSettings:
             ice_consent_timeout=settings.ice_consent_timeout,
             subscriber_queue_packets=settings.subscriber_queue_packets,
             keyframe_request_interval=settings.keyframe_request_interval,
+            nack=NackPolicy(
+                settings.nack_retry_interval, settings.nack_max_tries, settings.nack_max_missing
+            ),
         )

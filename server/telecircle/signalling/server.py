@@ -9,6 +9,7 @@ different connections (and rooms) run concurrently.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -63,9 +64,10 @@ from telecircle.services.notes import NotesService
 from telecircle.services.ports import AuditSink
 from telecircle.services.rooms import RoomService
 from telecircle.services.tasks import TaskOwner
-from telecircle.signalling import acks
+from telecircle.signalling import acks, transport
 from telecircle.signalling import messages as m
-from telecircle.signalling.ratelimit import TokenBucket
+from telecircle.signalling.packets import REFUSALS, REFUSED_EVENT, screened_packet_class
+from telecircle.signalling.ratelimit import Cooldowns, MessageRate, Verdict
 from telecircle.signalling.views import (
     activity_views,
     note_view,
@@ -156,7 +158,7 @@ class Connection:
 
     sid: ConnectionId
     principal: Principal
-    bucket: TokenBucket
+    rate: MessageRate
     # The cookie values it connected with: checked again at each join, and they keep a
     # clinician's sign-in fresh while the call lasts (a call is activity).
     session_secret: str | None = field(default=None, repr=False)
@@ -167,7 +169,10 @@ class Connection:
     # Which taking of the seat this connection is (see RoomService.disconnect).
     epoch: int | None = None
     malformed: int = 0
-    rate_strikes: int = 0
+    # Closed for abuse: its seat ends for good when the socket goes (no reconnect window).
+    abusive: bool = False
+    # The limits on its websocket (signalling/transport.py).
+    transport: transport.TransportGuard | None = field(default=None, repr=False)
 
 
 def channel(code: str) -> str:
@@ -229,6 +234,8 @@ class SignallingServer:
         self._deny_messages: dict[ParticipantId, str] = {}
         # Clinicians ending the session for all, until their request is answered.
         self._ending: set[ParticipantId] = set()
+        # People closed for abuse, who may not connect again for a while.
+        self._cooldowns = Cooldowns(settings.abuse_cooldown, clock)
         self._tasks = TaskOwner("signalling")
         self._closed = False
         self.sio = socketio.AsyncServer(
@@ -239,8 +246,18 @@ class SignallingServer:
             max_http_buffer_size=settings.max_message_bytes * 4,
             ping_interval=settings.socket_ping_interval,
             ping_timeout=settings.socket_ping_timeout,
+            serializer=screened_packet_class(settings.max_message_depth),
             logger=False,
             engineio_logger=False,
+        )
+        transport.install(
+            self.sio.eio,
+            transport.TransportLimits(
+                frames_per_second=settings.socket_frames_per_second,
+                frame_burst=settings.socket_frame_burst,
+                connect_timeout=settings.socket_connect_timeout,
+            ),
+            clock,
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -306,8 +323,31 @@ class SignallingServer:
     # ---- socket.io handlers ------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        guard = transport.guard_of(environ)
+        if guard is None:
+            # Fail closed: a websocket engine.io built without the guard has no limits.
+            log.error("socket.io connection without a transport guard", extra={"sid": sid})
+            return False
+        try:
+            connection = await self._admit_connection(ConnectionId(sid), environ)
+        except BaseException:
+            guard.ended()
+            raise
+        if connection is None:
+            guard.ended()
+            return False
+        connection.transport = guard
+        self._connections[connection.sid] = connection
+        guard.connected(functools.partial(self._transport_closed, connection))
+        return True
+
+    async def _admit_connection(
+        self, sid: ConnectionId, environ: dict[str, Any]
+    ) -> Connection | None:
+        """The connection of whoever the cookies say, None when shutting down (or not
+        started); refuses (ConnectionRefusedError) anyone else."""
         if self._closed or self._entry is None:
-            return False  # shutting down (or not started): refuse new connections
+            return None
         cookies = cookies_of(environ)
         session_secret, pass_secret = cookies.get(SESSION_COOKIE), cookies.get(PASS_COOKIE)
         principal = await self._entry.resolve(session_secret, pass_secret)
@@ -316,48 +356,68 @@ class SignallingServer:
             raise socketio.exceptions.ConnectionRefusedError(
                 "Please open your invite link or sign in.", {"code": "not_signed_in"}
             )
-        connection_id = ConnectionId(sid)
-        self._connections[connection_id] = Connection(
-            sid=connection_id,
+        if self._cooldowns.cooling(principal.key):
+            # Closed for abuse a moment ago: coming straight back would refill its
+            # allowance (and cost a join) each time.
+            raise socketio.exceptions.ConnectionRefusedError(
+                "Too many messages. Please wait a moment, then join again.",
+                {"code": acks.RATE_LIMITED},
+            )
+        settings = self._settings
+        return Connection(
+            sid=sid,
             principal=principal,
             session_secret=session_secret,
             pass_secret=pass_secret,
-            bucket=TokenBucket(
-                self._settings.messages_per_second, self._settings.message_burst, self._clock
+            rate=MessageRate(
+                settings.messages_per_second,
+                settings.message_burst,
+                settings.rate_limit_strikes,
+                self._clock,
             ),
         )
-        return True
+
+    def _transport_closed(self, connection: Connection, reason: str) -> None:
+        """The transport guard is closing the connection's websocket (a frame flood, a
+        frame that is no packet): its seat ends for good when the socket goes, like any
+        abuser's."""
+        self._abused(connection, reason, None)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         """A socket closed. A client that said goodbye at the socket.io level (a
         ``disconnect()`` call, which the webclient makes only on Leave) has left; any
         other drop — a network change, a reload, a closed tab, a crash — holds the seat
         for the reconnect window."""
+        guard = transport.guard_of(self.sio.get_environ(sid))
+        if guard is not None:
+            guard.ended()  # the websocket may not stay behind without its connection
         connection = self._connections.pop(ConnectionId(sid), None)
         if connection is None:
             return
         on_purpose = reason == self.sio.reason.CLIENT_DISCONNECT
+        leaving = LeaveReason.REMOVED if connection.abusive else None
         async with connection.lock:
-            await self._release_seat(connection, LeaveReason.LEFT if on_purpose else None)
+            await self._release_seat(connection, LeaveReason.LEFT if on_purpose else leaving)
 
     async def _on_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
         connection = self._connections.get(ConnectionId(sid))
-        if connection is None:
+        if connection is None or connection.abusive:
             return acks.error(acks.NOT_JOINED, "This connection is closed.")
-        if connection.bucket.take():
-            connection.rate_strikes = 0  # only a sustained flood leads to a disconnect
-        else:
-            connection.rate_strikes += 1
-            if connection.rate_strikes >= self._settings.rate_limit_strikes:
-                await self._drop(connection, "rate_limited")
+        verdict = connection.rate.check()
+        if verdict is not Verdict.ACCEPT:
+            if verdict is Verdict.DISCONNECT:
+                self._drop(connection, "rate_limited", event)
             return acks.error(acks.RATE_LIMITED, "Too many messages; slow down.")
-        request = await self._parse(connection, event, args)
+        request = self._parse(connection, event, args)
         if isinstance(request, dict):
             return request
         action = event_action(event, connection.principal)
         if action is None or not allowed(connection.principal.role, action):
             return acks.error(acks.NOT_ALLOWED, "You are not allowed to do that.")
         async with connection.lock:
+            if connection.abusive:
+                # Dropped while this waited its turn: an abuser's backlog is not worked off.
+                return acks.error(acks.NOT_JOINED, "This connection is closed.")
             try:
                 return await self._dispatch(connection, event, request)
             except TelecircleError as exc:
@@ -366,16 +426,21 @@ class SignallingServer:
                 log.exception("signalling handler failed", extra={"event": event, "sid": sid})
                 return acks.error(acks.INTERNAL_ERROR, "Something went wrong on the server.")
 
-    async def _parse(
+    def _parse(
         self, connection: Connection, event: str, args: Sequence[Any]
     ) -> m.Message | dict[str, Any]:
         """The validated request, or an error ack (counting malformed messages)."""
+        if event == REFUSED_EVENT:
+            # A packet the packet screen refused (binary, too deep, not JSON, ...).
+            why = args[0] if args and isinstance(args[0], str) else ""
+            message = REFUSALS.get(why, "Invalid message.")
+            return self._malformed(connection, event, acks.INVALID_MESSAGE, message)
         model = m.CLIENT_EVENTS.get(event)
         if model is None:
-            return await self._malformed(connection, acks.UNKNOWN_EVENT, "Unknown event.")
+            return self._malformed(connection, event, acks.UNKNOWN_EVENT, "Unknown event.")
         if len(args) > 1 or (args and not isinstance(args[0], dict)):
-            return await self._malformed(
-                connection, acks.INVALID_MESSAGE, "The message must be one JSON object."
+            return self._malformed(
+                connection, event, acks.INVALID_MESSAGE, "The message must be one JSON object."
             )
         payload: dict[str, Any] = args[0] if args else {}
         try:
@@ -387,10 +452,11 @@ class SignallingServer:
                 )
             )
         except (TypeError, ValueError):
-            return await self._malformed(connection, acks.INVALID_MESSAGE, "Not JSON data.")
+            return self._malformed(connection, event, acks.INVALID_MESSAGE, "Not JSON data.")
         if size > self._settings.max_message_bytes:
-            return await self._malformed(
+            return self._malformed(
                 connection,
+                event,
                 acks.MESSAGE_TOO_LARGE,
                 f"Messages are limited to {self._settings.max_message_bytes} bytes.",
             )
@@ -402,20 +468,51 @@ class SignallingServer:
                 f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['type']}"
                 for err in exc.errors(include_input=False, include_url=False)[:5]
             )
-            return await self._malformed(
-                connection, acks.INVALID_MESSAGE, f"Invalid {event} message ({problems})."
+            return self._malformed(
+                connection, event, acks.INVALID_MESSAGE, f"Invalid {event} message ({problems})."
             )
 
-    async def _malformed(self, connection: Connection, code: str, message: str) -> dict[str, Any]:
+    def _malformed(
+        self, connection: Connection, event: str, code: str, message: str
+    ) -> dict[str, Any]:
         connection.malformed += 1
         if connection.malformed >= self._settings.malformed_message_limit:
-            await self._drop(connection, "malformed_messages")
+            self._drop(connection, "malformed_messages", event)
         return acks.error(code, message)
 
-    async def _drop(self, connection: Connection, reason: str) -> None:
-        log.warning("closing abusive connection", extra={"sid": connection.sid, "reason": reason})
-        # Disconnect after this ack is sent: the client learns why before the socket goes.
-        self._tasks.spawn(self._remove_and_disconnect(connection), "drop")
+    def _drop(self, connection: Connection, reason: str, event: str) -> None:
+        """Close an abusive connection: its seat ends for good, and its socket goes once
+        the ack that says why has gone out. Once per connection."""
+        if self._abused(connection, reason, event):
+            self._tasks.spawn(self._remove_and_disconnect(connection), "drop")
+
+    def _abused(self, connection: Connection, reason: str, event: str | None) -> bool:
+        """Mark the connection abusive, log why, and refuse its person's connections for
+        ``abuse_cooldown`` seconds. False if it was marked already."""
+        if connection.abusive:
+            return False
+        connection.abusive = True
+        if connection.transport is not None:
+            # Whatever else it sends closes its websocket, unread.
+            connection.transport.ended()
+        self._cooldowns.start(connection.principal.key)
+        # Ids and event names only; an event name the protocol does not know is the
+        # client's own text, so it is not repeated.
+        if event == REFUSED_EVENT:
+            event = "refused_packet"
+        elif event is not None and event not in m.CLIENT_EVENTS:
+            event = "unknown"
+        log.warning(
+            "closing abusive connection",
+            extra={
+                "sid": connection.sid,
+                "reason": reason,
+                "event": event,
+                "room": connection.room_code,
+                "participant": connection.participant_id,
+            },
+        )
+        return True
 
     async def _remove_and_disconnect(self, connection: Connection) -> None:
         """An abusive connection loses its seat for good (no reconnect window), then

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from telecircle.config import Settings
 from telecircle.crypto.passwords import PasswordHasher
@@ -87,9 +88,18 @@ PATIENT_ACTIONS = frozenset({Action.PREPARE_TO_JOIN, Action.ENTER_AS_PATIENT, Ac
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     quiet_third_party_loggers()
     app = web.Application(
-        middlewares=[security_headers, guard(_deny, ("/socket.io/", "/static/"))],
+        middlewares=[
+            security_headers,
+            _body_deadline(settings.http_body_timeout),
+            guard(_deny, ("/socket.io/", "/static/")),
+        ],
         # Room for the largest form: a 20,000-character agreement in any script.
         client_max_size=256 * 1024,
+        # aiohttp 3.14 has no header read timeout: its keep-alive timer, armed when a
+        # connection opens and after each response, is the only bound on a client that
+        # sends nothing or trickles its request head (3630 s by default under an
+        # AppRunner, 75 s under run_app).
+        handler_args={"keepalive_timeout": settings.http_idle_timeout},
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
@@ -112,6 +122,26 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.on_shutdown.append(_stop_clients)
     app.on_cleanup.append(_stop_services)
     return app
+
+
+def _body_deadline(seconds: float) -> Middleware:
+    """Read each request body whole within ``seconds``, before any handler runs (408
+    otherwise). aiohttp 3.14 has no body read timeout: a form trickled a byte at a time
+    would hold its handler, and up to ``client_max_size`` of memory, for as long as the
+    sender likes. The handlers read the body from aiohttp's cache; no page takes
+    streamed (multipart) uploads, which a read-ahead would consume."""
+
+    @web.middleware
+    async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(seconds):
+                    await request.read()
+            except TimeoutError:
+                raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
+        return await handler(request)
+
+    return body_deadline
 
 
 async def _deny(

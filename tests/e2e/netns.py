@@ -1,0 +1,109 @@
+"""A network namespace joined to this host by a veth pair, for one browser whose path
+a test cuts and restores.
+
+The namespace side (``NS_ADDRESS``) is the participant's network; the host side
+(``HOST_ADDRESS``) is where the server listens and gathers ICE candidates. Chromium
+runs inside through a wrapper executable (``ip netns exec NAMESPACE chromium "$@"``)
+that Playwright launches like Chromium itself.
+
+Names are fixed, so a run that crashed leaves nothing the next run does not remove
+first (:meth:`PathCutLab.create`). Needs root and ``ip netns``; :func:`unavailable`
+says why not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+NAMESPACE = "telecircle-cut"
+HOST_LINK, NS_LINK = "tccut0", "tccut1"
+HOST_ADDRESS, NS_ADDRESS = "10.77.7.1", "10.77.7.2"
+PREFIX = 24
+COMMAND_TIMEOUT_S = 10
+
+
+def _run(command: list[str], namespace: str | None, check: bool) -> None:
+    if namespace is not None:
+        command = ["ip", "netns", "exec", namespace, *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+
+
+def _ip(*args: str, namespace: str | None = None, check: bool = True) -> None:
+    _run(["ip", *args], namespace, check)
+
+
+def unavailable() -> str | None:
+    """Why this machine cannot run the namespace tests, or None if it can."""
+    if os.geteuid() != 0:
+        return "cutting a browser's network needs root (network namespaces, veth)"
+    for tool in ("ip", "ss", "tc"):
+        if shutil.which(tool) is None:
+            return f"cutting a browser's network needs iproute2's `{tool}`"
+    probe = f"{NAMESPACE}-probe"
+    try:
+        _ip("netns", "add", probe)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        return f"`ip netns add` failed here: {error}"
+    _ip("netns", "del", probe, check=False)
+    return None
+
+
+class PathCutLab:
+    """The namespace, the veth pair and the Chromium wrapper."""
+
+    def __init__(self, chromium: Path, workdir: Path) -> None:
+        self.chromium = chromium
+        self.wrapper = workdir / "chromium-in-namespace"
+
+    def create(self) -> None:
+        self.remove()  # whatever a crashed run left behind
+        _ip("netns", "add", NAMESPACE)
+        _ip("link", "add", HOST_LINK, "type", "veth", "peer", "name", NS_LINK)
+        _ip("link", "set", NS_LINK, "netns", NAMESPACE)
+        _ip("addr", "add", f"{HOST_ADDRESS}/{PREFIX}", "dev", HOST_LINK)
+        _ip("link", "set", HOST_LINK, "up")
+        _ip("addr", "add", f"{NS_ADDRESS}/{PREFIX}", "dev", NS_LINK, namespace=NAMESPACE)
+        _ip("link", "set", NS_LINK, "up", namespace=NAMESPACE)
+        _ip("link", "set", "lo", "up", namespace=NAMESPACE)
+        self.wrapper.write_text(
+            f'#!/bin/sh\nexec ip netns exec {NAMESPACE} "{self.chromium}" "$@"\n'
+        )
+        self.wrapper.chmod(0o755)
+
+    def remove(self) -> None:
+        """Remove the namespace and the veth pair (either may be missing)."""
+        # Deleting the host end deletes its peer; deleting the namespace deletes the
+        # peer too if it is still inside.
+        _ip("link", "del", HOST_LINK, check=False)
+        _ip("netns", "del", NAMESPACE, check=False)
+
+    def cut(self, silent: bool = False) -> None:
+        """Nothing passes between the namespace and the host any more.
+
+        By default the participant's link goes down (its Wi-Fi is gone: the browser's
+        machine notices). ``silent``: every packet is dropped in both directions and no
+        link changes state (a path that dies somewhere in between: nobody is told), by
+        a blackhole queueing discipline on both ends of the veth pair.
+        """
+        if silent:
+            _run(["tc", "qdisc", "replace", "dev", HOST_LINK, "root", "blackhole"], None, True)
+            _run(["tc", "qdisc", "replace", "dev", NS_LINK, "root", "blackhole"], NAMESPACE, True)
+        else:
+            _ip("link", "set", NS_LINK, "down", namespace=NAMESPACE)
+
+    def kill_connections(self, port: int) -> None:
+        """Abort the namespace's TCP connections to the server's ``port`` (the browser's
+        websocket): with the path cut, no close frame and no reset reach the server."""
+        # (ss also tries sockets of other kinds, which the kernel refuses: not checked.)
+        _run(["ss", "-K", "dst", HOST_ADDRESS, "dport", "=", str(port)], NAMESPACE, False)
+
+    def restore(self) -> None:
+        """Undo either kind of cut."""
+        _run(["tc", "qdisc", "del", "dev", HOST_LINK, "root"], None, False)
+        _run(["tc", "qdisc", "del", "dev", NS_LINK, "root"], NAMESPACE, False)
+        _ip("link", "set", NS_LINK, "up", namespace=NAMESPACE)
