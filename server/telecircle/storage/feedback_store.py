@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from telecircle.domain.feedback import Question, QuestionKind, QuestionPlan, QuestionText
@@ -154,6 +154,10 @@ async def add_default_questions(db: Database, defaults: Sequence[QuestionText], 
         return  # another writer stored them first
 
 
+# An arbitrary constant naming the feedback form's edit lock (PostgreSQL advisory lock).
+_FORM_EDIT_LOCK = 0x7E1EC1F0
+
+
 async def apply_plan(
     db: Database, expected_active: set[str], plan: QuestionPlan, actor: str, now: float
 ) -> None:
@@ -161,6 +165,12 @@ async def apply_plan(
     take questions off, add new ones, move others. Raises QuestionsChanged, changing
     nothing, if the active questions are no longer those."""
     async with db.write() as conn:
+        if db.dialect == "postgresql":
+            # Row locks do not cover the rows a concurrent edit inserts (READ COMMITTED
+            # re-checks only the rows it locked), so two edits that each only add a
+            # question would both apply; one lock for the whole form serialises them.
+            # SQLite's BEGIN IMMEDIATE already serialises every writer.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FORM_EDIT_LOCK})
         active = {
             row.id
             for row in await conn.execute(
