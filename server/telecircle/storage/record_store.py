@@ -16,15 +16,19 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, case, func, literal, null, select
 
-from telecircle.domain.commands import LeaveReason
 from telecircle.domain.ids import ParticipantId, RoomId, SessionId
-from telecircle.storage.codec import decode_payload, from_utc
+from telecircle.storage.codec import from_utc
 from telecircle.storage.database import Database
-from telecircle.storage.stores import AttendanceRecord, SessionStatus, StoredEvent
+from telecircle.storage.stores import (
+    AttendanceRecord,
+    SessionStatus,
+    StoredEvent,
+    read_attendance,
+    read_timeline,
+)
 from telecircle.storage.tables import (
     AttendanceRow,
     ConsentRow,
-    EventRow,
     InviteRow,
     ParticipantRow,
     PatientPassRow,
@@ -133,17 +137,7 @@ async def session_facts(db: Database, session_id: str) -> SessionFacts | None:
         ).one_or_none()
         if head is None:
             return None
-        events = await conn.execute(
-            select(EventRow.seq, EventRow.kind, EventRow.at, EventRow.payload)
-            .where(EventRow.session_id == session_id)
-            .order_by(EventRow.seq)
-        )
-        timeline = tuple(
-            StoredEvent(
-                SessionId(session_id), r.seq, r.kind, from_utc(r.at), decode_payload(r.payload)
-            )
-            for r in events
-        )
+        timeline = tuple(await read_timeline(conn, SessionId(session_id)))
         seats = await conn.execute(
             select(
                 ParticipantRow.id,
@@ -171,28 +165,7 @@ async def session_facts(db: Database, session_id: str) -> SessionFacts | None:
             )
             for r in seats
         )
-        attendance = await conn.execute(
-            select(
-                AttendanceRow.participant_id,
-                ParticipantRow.display_name,
-                AttendanceRow.joined_at,
-                AttendanceRow.left_at,
-                AttendanceRow.leave_reason,
-            )
-            .join(ParticipantRow, ParticipantRow.id == AttendanceRow.participant_id)
-            .where(AttendanceRow.session_id == session_id)
-            .order_by(AttendanceRow.joined_at, AttendanceRow.id)
-        )
-        intervals = tuple(
-            AttendanceRecord(
-                participant_id=ParticipantId(r.participant_id),
-                display_name=r.display_name,
-                joined_at=from_utc(r.joined_at),
-                left_at=None if r.left_at is None else from_utc(r.left_at),
-                leave_reason=None if r.leave_reason is None else LeaveReason(r.leave_reason),
-            )
-            for r in attendance
-        )
+        intervals = tuple(await read_attendance(conn, SessionId(session_id)))
         seat_passes = select(ParticipantRow.pass_id).where(
             ParticipantRow.session_id == session_id, ParticipantRow.pass_id.is_not(None)
         )

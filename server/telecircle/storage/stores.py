@@ -424,43 +424,53 @@ async def load_timeline(db: Database, session_id: SessionId) -> list[StoredEvent
     """The session's events in ``seq`` order. Raises :class:`SessionNotFound`."""
     async with db.read() as conn:
         await _require_session(conn, session_id)
-        rows = await conn.execute(
-            select(EventRow.seq, EventRow.kind, EventRow.at, EventRow.payload)
-            .where(EventRow.session_id == session_id)
-            .order_by(EventRow.seq)
-        )
-        return [
-            StoredEvent(session_id, r.seq, r.kind, from_utc(r.at), decode_payload(r.payload))
-            for r in rows
-        ]
+        return await read_timeline(conn, session_id)
+
+
+async def read_timeline(conn: AsyncConnection, session_id: SessionId) -> list[StoredEvent]:
+    """The session's timeline, read on ``conn`` (inside the caller's transaction)."""
+    rows = await conn.execute(
+        select(EventRow.seq, EventRow.kind, EventRow.at, EventRow.payload)
+        .where(EventRow.session_id == session_id)
+        .order_by(EventRow.seq)
+    )
+    return [
+        StoredEvent(session_id, r.seq, r.kind, from_utc(r.at), decode_payload(r.payload))
+        for r in rows
+    ]
 
 
 async def load_attendance(db: Database, session_id: SessionId) -> list[AttendanceRecord]:
     """The session's attendance intervals, in joining order. Raises SessionNotFound."""
     async with db.read() as conn:
         await _require_session(conn, session_id)
-        rows = await conn.execute(
-            select(
-                AttendanceRow.participant_id,
-                ParticipantRow.display_name,
-                AttendanceRow.joined_at,
-                AttendanceRow.left_at,
-                AttendanceRow.leave_reason,
-            )
-            .join(ParticipantRow, ParticipantRow.id == AttendanceRow.participant_id)
-            .where(AttendanceRow.session_id == session_id)
-            .order_by(AttendanceRow.joined_at, AttendanceRow.id)
+        return await read_attendance(conn, session_id)
+
+
+async def read_attendance(conn: AsyncConnection, session_id: SessionId) -> list[AttendanceRecord]:
+    """The session's attendance intervals, in joining order, read on ``conn``."""
+    rows = await conn.execute(
+        select(
+            AttendanceRow.participant_id,
+            ParticipantRow.display_name,
+            AttendanceRow.joined_at,
+            AttendanceRow.left_at,
+            AttendanceRow.leave_reason,
         )
-        return [
-            AttendanceRecord(
-                participant_id=ParticipantId(r.participant_id),
-                display_name=r.display_name,
-                joined_at=from_utc(r.joined_at),
-                left_at=None if r.left_at is None else from_utc(r.left_at),
-                leave_reason=None if r.leave_reason is None else LeaveReason(r.leave_reason),
-            )
-            for r in rows
-        ]
+        .join(ParticipantRow, ParticipantRow.id == AttendanceRow.participant_id)
+        .where(AttendanceRow.session_id == session_id)
+        .order_by(AttendanceRow.joined_at, AttendanceRow.id)
+    )
+    return [
+        AttendanceRecord(
+            participant_id=ParticipantId(r.participant_id),
+            display_name=r.display_name,
+            joined_at=from_utc(r.joined_at),
+            left_at=None if r.left_at is None else from_utc(r.left_at),
+            leave_reason=None if r.leave_reason is None else LeaveReason(r.leave_reason),
+        )
+        for r in rows
+    ]
 
 
 # -------------------------------------------------------------------------- helpers
