@@ -206,6 +206,14 @@ BAD_OFFERS: dict[str, Edit] = {
     "unreadable_candidate": add_candidates(["a=candidate:1 1 udp 1 127.0.0.1\r\n"]),
     "candidate_port_zero": add_candidates([candidate_line("127.0.0.1", 0)]),
     "candidate_port_too_big": add_candidates([candidate_line("127.0.0.1", 70000)]),
+    # Addresses no peer can have (refused, where unreachable ones are only removed).
+    "candidate_unspecified": add_candidates([candidate_line("0.0.0.0", 40001)]),
+    "candidate_ipv6_unspecified": add_candidates([candidate_line("::", 40001)]),
+    "candidate_this_network": add_candidates([candidate_line("0.1.2.3", 40001)]),
+    "candidate_broadcast": add_candidates([candidate_line("255.255.255.255", 40001)]),
+    "candidate_reserved": add_candidates([candidate_line("240.0.0.1", 40001)]),
+    "candidate_multicast": add_candidates([candidate_line("224.0.0.251", 40001)]),
+    "candidate_ipv6_multicast": add_candidates([candidate_line("ff02::fb", 40001)]),
 }
 
 
@@ -222,6 +230,23 @@ async def test_bad_offer_is_refused(sfu: Sfu, room: MediaRoom, good_offer: str, 
     assert "\n" not in caught.value.message and "127.0.0.1" not in caught.value.message
     counts = sfu.counts()
     assert (counts.peer_connections, counts.publishers, counts.tasks) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+async def test_cancelled_negotiation_leaves_no_connection(
+    sfu: Sfu, room: MediaRoom, good_offer: str, steps: int
+) -> None:
+    """The caller's task cancelled part-way through the offer/answer exchange (a server
+    shutting down, say): the connection it made is closed all the same."""
+    task = asyncio.get_running_loop().create_task(room.publish(PID, good_offer))
+    for _ in range(steps):
+        await asyncio.sleep(0)  # into the exchange, at its first awaits
+    assert sfu.counts().peer_connections == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_until(lambda: sfu.counts().peer_connections == 0, timeout=5)
+    assert sfu.counts().publishers == 0
 
 
 async def test_data_channel_only_offer_is_refused(sfu: Sfu, room: MediaRoom) -> None:
@@ -313,10 +338,10 @@ def test_candidate_policy(hosts: tuple[str, ...], address: str, reachable: bool)
 # The host addresses of the tests' SFU are 127.0.0.1 only: all of these are outside.
 OUTSIDE_POLICY = [
     candidate_line("10.0.0.1", 40001),
-    candidate_line("0.0.0.0", 40002),
-    candidate_line("255.255.255.255", 40003),
+    candidate_line("8.8.8.8", 40002),
+    candidate_line("192.168.1.20", 40003),
     candidate_line("::1", 40004),
-    candidate_line("224.0.0.251", 40005),
+    candidate_line("2001:4860::1", 40005),
     candidate_line("169.254.1.1", 40006),
     candidate_line("fe80::1", 40007),
     candidate_line("example.com", 40008),
@@ -450,6 +475,14 @@ async def test_guarded_connect_task_ends_quietly_once_closed(
 
 # ---- through the real signalling server -------------------------------------------------
 
+# Signalling rate limits out of the way (the frame limits sit above the message limits).
+UNTHROTTLED: dict[str, Any] = {
+    "messages_per_second": 10_000.0,
+    "message_burst": 10_000,
+    "socket_frames_per_second": 20_000.0,
+    "socket_frame_burst": 20_000,
+}
+
 
 def compact_mlines(count: int) -> Edit:
     """``count`` minimal audio sections: 1000 of them still fit in a signalling message."""
@@ -523,7 +556,8 @@ def total_video(peer: SyntheticPeer) -> int:
 
 
 async def test_bad_sdp_through_signalling_gets_error_acks(tmp_path: Path) -> None:
-    server = await start_server(tmp_path)
+    # Rate limits out of the way: each message must reach the SDP checks.
+    server = await start_server(tmp_path, **UNTHROTTLED)
     try:
         code = await server.create_room(limit=3)
         watcher_client, watcher = await join_with_media(server, code, "Watcher", 0)
@@ -575,13 +609,6 @@ async def test_bad_sdp_through_signalling_gets_error_acks(tmp_path: Path) -> Non
 # ---- renegotiation storms -------------------------------------------------------------
 
 STORM = 200
-# Signalling rate limits out of the way (the frame limits sit above the message limits).
-UNTHROTTLED: dict[str, Any] = {
-    "messages_per_second": 10_000.0,
-    "message_burst": 10_000,
-    "socket_frames_per_second": 20_000.0,
-    "socket_frame_burst": 20_000,
-}
 
 
 class Peaks:

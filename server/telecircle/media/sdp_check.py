@@ -10,12 +10,14 @@ that matters is therefore checked here, with explicit code, before aiortc sees t
 
 ICE candidates get a policy of their own (:class:`CandidatePolicy`): aioice 0.13 sends
 connectivity checks to every candidate address a client names — 0.0.0.0 (which Linux
-delivers to the server itself), addresses on the server's own private network, its
-loopback services — and resolves ``.local`` names by multicast DNS (a multicast socket
-and up to a second's wait inside the offer). A candidate the server could not reach
-from the addresses it gathers on is removed from the SDP; the client can still connect
-through its own checks to the server's candidates (peer-reflexive), which is how a
-browser behind NAT connects to the server anyway.
+delivers to the server itself), broadcast and multicast addresses, addresses on the
+server's own private network, its loopback services — and resolves ``.local`` names by
+multicast DNS (a multicast socket and up to a second's wait inside the offer). An SDP
+with a candidate no peer can have (see :func:`bogus`) is refused. A candidate the server
+could not reach from the addresses it gathers on is removed from the SDP, not refused:
+browsers list every interface they have (and mDNS names in place of private addresses),
+and the client still connects through its own checks to the server's candidates
+(peer-reflexive), which is how a browser behind NAT connects to the server anyway.
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ REACHES: dict[Scope, tuple[Scope, ...]] = {
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+def bogus(address: Address) -> bool:
+    """An address no peer can have: unspecified, multicast, IPv4 broadcast and the rest of
+    240.0.0.0/4, "this network" (0.0.0.0/8)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified or address.is_multicast:
+        return True
+    return isinstance(address, ipaddress.IPv4Address) and (
+        address.is_reserved or address in THIS_NETWORK
+    )
+
+
 def address_scope(address: Address) -> Scope | None:
     """Where an address lives; None for addresses nobody should be sent checks at
     (unspecified, "this network", broadcast and other reserved ranges, multicast,
@@ -99,6 +113,13 @@ class CandidatePolicy:
             if scope is not None:
                 allowed.update((host.version, reached) for reached in REACHES[scope])
         self._allowed = frozenset(allowed)
+
+    @staticmethod
+    def bogus(host: str) -> bool:
+        try:
+            return bogus(ipaddress.ip_address(host))
+        except ValueError:
+            return False  # a name: not an address at all
 
     def reachable(self, host: str) -> bool:
         try:
@@ -137,7 +158,7 @@ def _refuse(message: str) -> MediaError:
 
 
 def _filter_candidates(text: str, policy: CandidatePolicy) -> tuple[str, int]:
-    """Remove the candidates outside the policy; refuse unreadable or too many."""
+    """Remove the candidates outside the policy; refuse unreadable, bogus or too many."""
     lines = text.splitlines(keepends=True)
     kept: list[str] = []
     dropped = remaining = in_section = 0
@@ -156,6 +177,8 @@ def _filter_candidates(text: str, policy: CandidatePolicy) -> tuple[str, int]:
             raise _refuse("An ICE candidate could not be read.") from exc
         if not 0 < candidate.port < 65536 or len(candidate.foundation) > 32:
             raise _refuse("An ICE candidate could not be read.")
+        if policy.bogus(candidate.ip):
+            raise _refuse("An ICE candidate names an address no peer can have.")
         if policy.usable(candidate):
             kept.append(line)
             remaining += 1
