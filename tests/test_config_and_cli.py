@@ -8,6 +8,7 @@ import pytest
 
 from telecircle.cli import main
 from telecircle.config import ConfigError, load_settings
+from telecircle.media.settings import MediaSettings
 
 
 def test_defaults_are_sensible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,6 +30,8 @@ def test_defaults_are_sensible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         ("TELECIRCLE_HOST", "not a host!", "TELECIRCLE_HOST"),
         ("TELECIRCLE_DATABASE_URL", "mysql://root@localhost/x", "postgresql+asyncpg"),
         ("TELECIRCLE_RECONNECT_GRACE", "-1", "TELECIRCLE_RECONNECT_GRACE"),
+        ("TELECIRCLE_ICE_CONNECT_TIMEOUT", "1", "TELECIRCLE_ICE_CONNECT_TIMEOUT"),
+        ("TELECIRCLE_ICE_CONNECT_TIMEOUT", "3600", "TELECIRCLE_ICE_CONNECT_TIMEOUT"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -84,3 +87,8 @@ def test_unknown_settings_are_warned_about(
 def test_ice_addresses_accept_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELECIRCLE_ICE_HOST_ADDRESSES", "127.0.0.1, 10.0.0.5")
     assert load_settings().ice_host_addresses == ("127.0.0.1", "10.0.0.5")
+
+
+def test_media_connect_timeout_reaches_the_media_plane(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELECIRCLE_ICE_CONNECT_TIMEOUT", "45")
+    assert MediaSettings.from_settings(load_settings()).connect_timeout == 45.0

@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         description="Seconds without a successful consent check before a media path "
         "counts as dead.",
     )
+    ice_connect_timeout: float = Field(
+        30.0,
+        ge=5,
+        le=300,
+        description="Seconds a new media connection has to connect before it is given up "
+        "(the browser then makes a new one).",
+    )
     subscriber_queue_packets: int = Field(
         512, ge=16, description="Outgoing packets buffered per subscriber before dropping."
     )

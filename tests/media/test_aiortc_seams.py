@@ -16,13 +16,13 @@ import aioice.stun
 import aiortc
 import pylibsrtp
 import pytest
-from aiortc import rtcrtpreceiver
+from aiortc import RTCPeerConnection, rtcrtpreceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from telecircle.media import aiortc_tap, datagram_guard, ice_policy
-from telecircle.media.connection import new_peer_connection
+from telecircle.media.connection import CONNECT_METHOD, GuardedPeerConnection, new_peer_connection
 from telecircle.media.settings import MediaSettings
 from telecircle.media.sfu import Sfu
 
@@ -58,6 +58,14 @@ async def test_receiver_and_sender_internals_exist() -> None:
         await pc.close()
 
 
+def test_guarded_connect_seam() -> None:
+    """GuardedPeerConnection overrides aiortc's connect task by its mangled name."""
+    assert inspect.iscoroutinefunction(vars(RTCPeerConnection).get(CONNECT_METHOD))
+    assert (
+        vars(GuardedPeerConnection)[CONNECT_METHOD] is not vars(RTCPeerConnection)[CONNECT_METHOD]
+    )
+
+
 def test_neutralised_decoder_queue_contract() -> None:
     queue = aiortc_tap.DiscardingDecoderQueue()
     queue.put(("codec", "frame"))  # discarded
@@ -83,8 +91,17 @@ def test_aioice_seams_install_and_uninstall() -> None:
         "data",
         "component",
     ]
+    # Our gate replaces StunProtocol.datagram_received for non-STUN datagrams and does
+    # what it does with them, through the same attributes; pairs carry the names it reads.
     datagram_source = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "addr = (addr[0], addr[1])" in datagram_source
     assert "self.receiver.data_received(data, self.local_candidate.component)" in datagram_source
+    protocol_source = inspect.getsource(aioice.ice.StunProtocol)
+    for name in ice_policy.STUN_PROTOCOL_INTERNALS:
+        assert f"self.{name}" in protocol_source or f"{name}:" in protocol_source, name
+    assert {"protocol", "remote_addr"} <= set(dir(aioice.ice.CandidatePair)) | set(
+        inspect.signature(aioice.ice.CandidatePair.__init__).parameters
+    )
     assert "self._queue.put_nowait((data, component))" in inspect.getsource(
         aioice.ice.Connection.data_received
     )
@@ -110,6 +127,7 @@ def test_aioice_seams_install_and_uninstall() -> None:
     original_data_received = aioice.ice.Connection.data_received
     original_request_received = aioice.ice.Connection.request_received
     original_parser = aioice.stun.parse_message
+    original_datagram_received = aioice.ice.StunProtocol.datagram_received
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
 
     sfu = Sfu(
@@ -126,6 +144,7 @@ def test_aioice_seams_install_and_uninstall() -> None:
         original_data_received
     )
     assert aioice.stun.parse_message is not original_parser
+    assert aioice.ice.StunProtocol.datagram_received is not original_datagram_received
     # Tests reach aioice's own handler from under the wrapper (test_hostile_hijack.py).
     assert aioice.ice.Connection.request_received.__wrapped__ is original_request_received
 
@@ -136,6 +155,7 @@ def test_aioice_seams_install_and_uninstall() -> None:
     assert aioice.ice.Connection.data_received is original_data_received
     assert aioice.ice.Connection.request_received is original_request_received
     assert aioice.stun.parse_message is original_parser
+    assert aioice.ice.StunProtocol.datagram_received is original_datagram_received
 
 
 def test_stun_parser_seam() -> None:

@@ -75,7 +75,8 @@ def test_could_be_media() -> None:
     assert could_be_media(b"\x80" * MAX_SRTP_PACKET)
     assert not could_be_media(b"\x80" * (MAX_SRTP_PACKET + 1))  # beyond aiortc's SRTP buffer
     assert not could_be_media(b"\xbf" + bytes(65506))
-    assert could_be_media(b"\x17\xfe\xfd" + bytes(4000))  # OpenSSL drops junk DTLS itself
+    assert could_be_media(b"\x17\xfe\xfd" + bytes(1497))  # OpenSSL drops junk DTLS itself
+    assert not could_be_media(b"\x17\xfe\xfd" + bytes(1498))  # beyond a path MTU
 
 
 def test_strict_stun_parser() -> None:

@@ -6,7 +6,6 @@ aiortc connect-task guard; renegotiation storms with bounded resources."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import re
 import subprocess
@@ -24,7 +23,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError
 
 from telecircle.domain.ids import ParticipantId
-from telecircle.media.connection import CONNECT_METHOD, GuardedPeerConnection, new_peer_connection
+from telecircle.media.connection import CONNECT_METHOD, new_peer_connection
 from telecircle.media.errors import MediaError
 from telecircle.media.room import MediaRoom
 from telecircle.media.sdp_check import CandidatePolicy
@@ -433,14 +432,6 @@ async def test_only_candidates_outside_the_policy_still_connect(
         await peer.close()
         await watcher.close()
         await room.close()
-
-
-async def test_guarded_connect_seam() -> None:
-    """GuardedPeerConnection overrides aiortc's connect task by its mangled name."""
-    assert inspect.iscoroutinefunction(vars(RTCPeerConnection).get(CONNECT_METHOD))
-    assert (
-        vars(GuardedPeerConnection)[CONNECT_METHOD] is not vars(RTCPeerConnection)[CONNECT_METHOD]
-    )
 
 
 async def test_guarded_connect_task_ends_quietly_once_closed(

@@ -75,6 +75,30 @@ def test_sequence_numbers_wrap() -> None:
     assert packets.missing == [65535, 0]
 
 
+async def test_a_nack_across_the_wrap_is_sent_in_an_order_aiortc_can_pack() -> None:
+    """aiortc 1.16's NACK packer needs ascending numbers; the lost packets of a gap that
+    crosses 65535 → 0 are due in arrival order (65534, 65535, 0, 1)."""
+    packets = lost()
+    packets.received(1, 65533, now=0.0)
+    packets.received(1, 2, now=0.0)
+    due, _ = packets.due(1.0)
+    assert due == [65534, 65535, 0, 1]
+    with pytest.raises(ValueError):  # what the packer does with them as they come
+        bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=2, lost=due))
+
+    sent: list[bytes] = []
+
+    class Receiver:
+        async def _send_rtcp_nack(self, media_ssrc: int, lost: list[int]) -> None:
+            sent.append(
+                bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=2, lost=lost))
+            )
+
+    await aiortc_tap.send_nack(Receiver(), 2, due)  # type: ignore[arg-type]
+    packet = RtcpRtpfbPacket.parse(sent[0][4:], RTCP_RTPFB_NACK)  # the RTCP header off
+    assert sorted(packet.lost) == sorted(due)
+
+
 def test_a_long_gap_or_a_new_stream_is_not_asked_for_packet_by_packet() -> None:
     packets = lost(max_missing=8)
     packets.received(1, 0, now=0.0)

@@ -111,8 +111,14 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
 
 
 async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
-    """Ask the publisher of ``media_ssrc`` to send the ``lost`` packets again (RTCP NACK)."""
-    await receiver._send_rtcp_nack(media_ssrc, lost)
+    """Ask the publisher of ``media_ssrc`` to send the ``lost`` packets again (RTCP NACK).
+
+    aiortc 1.16's NACK packer (``RtcpRtpfbPacket.__bytes__``) needs the numbers in
+    ascending numeric order (its own receiver sends ``sorted(missing)``): a list that
+    crosses the 65535 → 0 wrap in arrival order gives it a negative shift, and the
+    ValueError would end the publisher's DTLS receive loop.
+    """
+    await receiver._send_rtcp_nack(media_ssrc, sorted(lost))
 
 
 class SilentTrack(MediaStreamTrack):

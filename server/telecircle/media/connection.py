@@ -35,7 +35,7 @@ class GuardedPeerConnection(RTCPeerConnection):
     So once close() has begun (it sets the signalling state first), whatever the task
     trips over is moot, and everything it started is stopped again when it ends.
     Exceptions before close() are raised as before. tests/media/test_invalid_sdp.py
-    checks the name and the behaviour.
+    checks the behaviour and tests/media/test_aiortc_seams.py the name.
     """
 
     async def _RTCPeerConnection__connect(self) -> None:  # noqa: N802 - aiortc's mangled name
@@ -74,34 +74,71 @@ class Connection:
     """One peer connection and the callback for its unexpected loss.
 
     ``on_lost`` runs at most once, when the connection turns failed/closed while
-    :meth:`close` was not called.
+    :meth:`close` was not called, or when it has not connected ``connect_timeout``
+    seconds after its first offer/answer exchange (:meth:`negotiated`). aioice 0.13
+    fails a connection only once the client has signalled the end of its candidates and
+    every check failed; a client that names no reachable candidate and never sends a
+    check of its own keeps its connection (a UDP socket, and aioice polling every
+    20 ms) waiting for good, so the deadline is kept here.
     """
 
     def __init__(
-        self, pc: RTCPeerConnection, on_lost: Callable[[], None], close_timeout: float
+        self,
+        pc: RTCPeerConnection,
+        on_lost: Callable[[], None],
+        close_timeout: float,
+        connect_timeout: float,
     ) -> None:
         self.pc = pc
         self._close_timeout = close_timeout
         self.closing = False
         self._on_lost: Callable[[], None] | None = on_lost
+        self._connect_timeout = connect_timeout
+        self._connect_deadline: asyncio.TimerHandle | None = None
+        self._deadline_started = False
         pc.on("connectionstatechange", self._state_changed)
 
+    def negotiated(self) -> None:
+        """The offer/answer exchange succeeded: from now the connection has
+        ``connect_timeout`` seconds to connect (counted once, from the first exchange)."""
+        if self._deadline_started or self.closing or self.pc.connectionState == "connected":
+            return
+        self._deadline_started = True
+        self._connect_deadline = asyncio.get_running_loop().call_later(
+            self._connect_timeout, self._connect_overdue
+        )
+
     def _state_changed(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._cancel_deadline()
         if self.closing or self.pc.connectionState not in LOST_STATES:
             return
+        self._lost("media.connection_lost")
+
+    def _connect_overdue(self) -> None:
+        self._connect_deadline = None
+        if not self.closing and self.pc.connectionState != "connected":
+            self._lost("media.connect_timeout")
+
+    def _lost(self, event: str) -> None:
+        self._cancel_deadline()
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
             logger.info(
-                "media.connection_lost state=%s ice=%s",
-                self.pc.connectionState,
-                self.pc.iceConnectionState,
+                "%s state=%s ice=%s", event, self.pc.connectionState, self.pc.iceConnectionState
             )
             on_lost()
+
+    def _cancel_deadline(self) -> None:
+        if self._connect_deadline is not None:
+            self._connect_deadline.cancel()
+            self._connect_deadline = None
 
     async def close(self) -> None:
         """Close the peer connection; idempotent; gives up (with a log) after the timeout."""
         self.closing = True
         self._on_lost = None
+        self._cancel_deadline()
         try:
             async with asyncio.timeout(self._close_timeout):
                 await self.pc.close()

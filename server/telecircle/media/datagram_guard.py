@@ -34,6 +34,18 @@ these checks mirror changes.
    NAT rebinding) loses consent and is set up again with a new peer connection, as any
    lost path is; a browser that tries another candidate pair while its nominated one
    works gets no answer there and stays where it is.
+4. :func:`from_checked_source`: aioice 0.13 hands every non-STUN datagram to aiortc
+   whatever its source (only STUN requests are checked, and only by integrity), and
+   queues it in ``Connection._queue``, which has no bound and which nobody reads until
+   ICE has completed and DTLS starts. So anyone who finds a port could (a) fill that
+   queue during a connection's setup (hundreds of MB in seconds from one source), and
+   (b) abort the DTLS handshake with one forged plaintext alert (OpenSSL acts on an
+   epoch-0 fatal alert during the handshake), which blocks every join and every
+   reconnection. Non-STUN datagrams are therefore taken only from the nominated pair of
+   their component once it has one, and before that only from an address the
+   connection pairs with on that socket (one the client's SDP named and the policy
+   allowed, or one learned from an authenticated check). And the queue is bounded
+   (:data:`MAX_QUEUED_DATAGRAMS`): even the peer itself cannot grow it without end.
 """
 
 from __future__ import annotations
@@ -57,21 +69,29 @@ MIN_RTP_PACKET = 12
 # ValueError for anything longer. aiortc's own senders never exceed it (protect() uses
 # the same buffer, less room for the tag), nor do browsers (RTP stays under the MTU).
 MAX_SRTP_PACKET = 1500
+# DTLS records from browsers and aiortc fit the path MTU too (handshakes are fragmented).
+MAX_DTLS_RECORD = 1500
+# RFC 7983: a first byte of 0-3 is STUN; anything else is for aiortc's demultiplexer.
+STUN_FIRST_BYTES = range(0, 4)
+# Datagrams queued for aiortc before it reads them: a few DTLS handshake flights while
+# ICE completes; once DTLS runs it reads each as it comes.
+MAX_QUEUED_DATAGRAMS = 256
 
 
 def could_be_media(data: bytes) -> bool:
     """Whether aiortc could use this non-STUN datagram (DTLS, SRTP or SRTCP).
 
     False for an empty datagram, for a first byte aiortc ignores anyway, for anything
-    shorter than the smallest valid record of its kind, and for an SRTP/SRTCP-looking
-    datagram too long for aiortc's SRTP session. Other junk is left to aiortc, which
-    discards it safely (OpenSSL drops bad DTLS records, libsrtp refuses bad SRTP).
+    shorter than the smallest valid record of its kind, and for anything longer than a
+    path MTU (an SRTP/SRTCP-looking one that long would kill aiortc's SRTP session).
+    Other junk is left to aiortc, which discards it safely (OpenSSL drops bad DTLS
+    records, libsrtp refuses bad SRTP).
     """
     if not data:
         return False
     first = data[0]
     if first in DTLS_FIRST_BYTES:
-        return len(data) >= MIN_DTLS_RECORD
+        return MIN_DTLS_RECORD <= len(data) <= MAX_DTLS_RECORD
     if first in RTP_FIRST_BYTES:
         return MIN_RTP_PACKET <= len(data) <= MAX_SRTP_PACKET
     return False
@@ -102,3 +122,15 @@ def off_nominated_path(connection: Any, addr: tuple[str, int], protocol: Any) ->
     if nominated is None:
         return False
     return not (nominated.remote_addr == addr and nominated.protocol is protocol)
+
+
+def from_checked_source(connection: Any, addr: tuple[str, int], protocol: Any) -> bool:
+    """Whether a non-STUN datagram from ``addr`` (arriving on ``protocol``) may reach
+    aiortc: once the component has a nominated pair, only from that pair (same address,
+    same socket); before that, only from the remote address of a pair on that socket."""
+    nominated = connection._nominated.get(protocol.local_candidate.component)
+    if nominated is not None:
+        return bool(nominated.remote_addr == addr and nominated.protocol is protocol)
+    return any(
+        pair.protocol is protocol and pair.remote_addr == addr for pair in connection._check_list
+    )

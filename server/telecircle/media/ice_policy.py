@@ -25,6 +25,10 @@ which upstream behaviour each check defends against:
   It is the narrowest point: aioice 0.13's ``StunProtocol.datagram_received`` hands it
   every datagram that does not parse as STUN, from any source address, host or
   TURN-relayed, and it only queues them for aiortc;
+- ``aioice.ice.StunProtocol.datagram_received`` passes a non-STUN datagram on only from
+  a checked source, and ``data_received`` queues at most
+  :data:`~telecircle.media.datagram_guard.MAX_QUEUED_DATAGRAMS` of them
+  (:func:`~telecircle.media.datagram_guard.from_checked_source`);
 - ``aioice.stun.parse_message`` raises only the ValueError aioice catches;
 - ``aioice.ice.Connection.request_received`` (which also notes the peer's consent
   checks) drops binding requests from anywhere but the nominated pair once a component
@@ -49,7 +53,10 @@ import aioice.ice
 from aioice import stun
 
 from telecircle.media.datagram_guard import (
+    MAX_QUEUED_DATAGRAMS,
+    STUN_FIRST_BYTES,
     could_be_media,
+    from_checked_source,
     off_nominated_path,
     strict_stun_parser,
 )
@@ -65,8 +72,13 @@ CONNECTION_INTERNALS = (
     "build_request",
     "local_password",
     "_valid_username",
+    "_check_list",
+    "_queue",
 )
 DATA_RECEIVED_METHOD = "data_received"
+# aioice.ice.StunProtocol's datagram handler, and the attributes it hands data on with.
+DATAGRAM_RECEIVED_METHOD = "datagram_received"
+STUN_PROTOCOL_INTERNALS = ("receiver", "local_candidate")
 # aioice.ice.Connection's handler of incoming STUN requests (wrapped to note consent and
 # to keep the nominated path where it is).
 REQUEST_RECEIVED_METHOD = "request_received"
@@ -92,14 +104,12 @@ class IcePolicy:
             consent_interval, consent_timeout, self._peer_checks
         )
         self._request_hook = self._make_request_hook(self._peer_checks)
-        self._saved: tuple[Any, Any, Any, Any, Any] | None = None
-        self._data_filter: Callable[[Any, bytes, int], None] | None = None
-        self._request_handler: Callable[..., None] | None = None
-        self._stun_parser: Callable[[bytes], Any] | None = None
+        # (owner, name, upstream value, our replacement) for each installed seam.
+        self._patches: list[tuple[Any, str, Any, Any]] | None = None
 
     @property
     def installed(self) -> bool:
-        return self._saved is not None
+        return self._patches is not None
 
     def _make_host_addresses(self) -> Callable[[bool, bool], list[str]]:
         addresses = self._addresses
@@ -133,7 +143,14 @@ class IcePolicy:
             def request_received(connection: Any, message: Any, addr: Any, protocol: Any) -> None:
                 if off_nominated_path(connection, addr, protocol):
                     return
-                original(connection, message, addr, protocol)
+                try:
+                    original(connection, message, addr, protocol)
+                except KeyError:
+                    # aioice 0.13's check_incoming reads PRIORITY unchecked: an
+                    # authenticated request without it, from an address not yet
+                    # paired, would raise into the event loop (a logged traceback per
+                    # datagram). Such a request is no connectivity check: dropped.
+                    return
                 attributes = message.attributes
                 on_path = any(
                     pair.remote_addr == addr and pair.protocol is protocol
@@ -197,46 +214,50 @@ class IcePolicy:
         deliver: Callable[[Any, bytes, int], None],
     ) -> Callable[[Any, bytes, int], None]:
         def data_received(connection: Any, data: bytes, component: int) -> None:
-            if could_be_media(data):
+            if could_be_media(data) and connection._queue.qsize() < MAX_QUEUED_DATAGRAMS:
                 deliver(connection, data, component)
 
         return data_received
 
+    @staticmethod
+    def _make_datagram_gate(
+        original: Callable[[Any, bytes, Any], None],
+    ) -> Callable[[Any, bytes, Any], None]:
+        def datagram_received(protocol: Any, data: bytes, addr: Any) -> None:
+            if data and data[0] not in STUN_FIRST_BYTES:
+                # What aioice does with a datagram that is not STUN, from a checked
+                # source only.
+                connection = protocol.receiver
+                if from_checked_source(connection, (addr[0], addr[1]), protocol):
+                    connection.data_received(data, protocol.local_candidate.component)
+                return
+            original(protocol, data, addr)
+
+        return datagram_received
+
     def install(self) -> None:
-        if self._saved is not None:
+        if self._patches is not None:
             return
-        self._saved = (
-            getattr(aioice.ice, HOST_ADDRESSES_FUNCTION),
-            getattr(aioice.ice.Connection, CONSENT_METHOD),
-            getattr(aioice.ice.Connection, DATA_RECEIVED_METHOD),
-            getattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD),
-            getattr(stun, STUN_PARSER_FUNCTION),
+        seams: tuple[tuple[Any, str, Callable[[Any], Any]], ...] = (
+            (aioice.ice, HOST_ADDRESSES_FUNCTION, lambda _: self._host_addresses),
+            (aioice.ice.Connection, CONSENT_METHOD, lambda _: self._consent),
+            (aioice.ice.Connection, DATA_RECEIVED_METHOD, self._make_data_filter),
+            (aioice.ice.Connection, REQUEST_RECEIVED_METHOD, self._request_hook),
+            (aioice.ice.StunProtocol, DATAGRAM_RECEIVED_METHOD, self._make_datagram_gate),
+            (stun, STUN_PARSER_FUNCTION, strict_stun_parser),
         )
-        self._data_filter = self._make_data_filter(self._saved[2])
-        self._request_handler = self._request_hook(self._saved[3])
-        self._stun_parser = strict_stun_parser(self._saved[4])
-        setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, self._host_addresses)
-        setattr(aioice.ice.Connection, CONSENT_METHOD, self._consent)
-        setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, self._data_filter)
-        setattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD, self._request_handler)
-        setattr(stun, STUN_PARSER_FUNCTION, self._stun_parser)
+        self._patches = []
+        for owner, name, replace in seams:
+            upstream = getattr(owner, name)
+            replacement = replace(upstream)
+            setattr(owner, name, replacement)
+            self._patches.append((owner, name, upstream, replacement))
 
     def uninstall(self) -> None:
-        if self._saved is None:
+        if self._patches is None:
             return
-        host_addresses, consent, data_received, request_received, parser = self._saved
-        # Only undo our own change: another policy may have been installed after us.
-        if getattr(aioice.ice, HOST_ADDRESSES_FUNCTION) is self._host_addresses:
-            setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, host_addresses)
-        if getattr(aioice.ice.Connection, CONSENT_METHOD) is self._consent:
-            setattr(aioice.ice.Connection, CONSENT_METHOD, consent)
-        if getattr(aioice.ice.Connection, DATA_RECEIVED_METHOD) is self._data_filter:
-            setattr(aioice.ice.Connection, DATA_RECEIVED_METHOD, data_received)
-        if getattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD) is self._request_handler:
-            setattr(aioice.ice.Connection, REQUEST_RECEIVED_METHOD, request_received)
-        if getattr(stun, STUN_PARSER_FUNCTION) is self._stun_parser:
-            setattr(stun, STUN_PARSER_FUNCTION, parser)
-        self._saved = None
-        self._data_filter = None
-        self._request_handler = None
-        self._stun_parser = None
+        for owner, name, upstream, replacement in reversed(self._patches):
+            # Only undo our own change: another policy may have been installed after us.
+            if getattr(owner, name) is replacement:
+                setattr(owner, name, upstream)
+        self._patches = None

@@ -159,8 +159,14 @@ class Publisher:
             source.pending = True
 
     async def _flush_keyframe_requests(self) -> None:
+        # Runs inside aiortc's DTLS receive loop too: an exception would end the path.
         now = self._loop.time()
-        for source in self._keyframes.values():
-            await source.ask_again(now)
-            if source.pending:
-                await source.flush(now)
+        try:
+            for source in self._keyframes.values():
+                await source.ask_again(now)
+                if source.pending:
+                    await source.flush(now)
+        except Exception:
+            if not self._failed_once:
+                self._failed_once = True
+                logger.exception("media.feedback_failed publisher=%s", self.pid)

@@ -328,6 +328,7 @@ class MediaRoom:
             new_peer_connection(),
             on_lost=lambda: self._path_lost(pid, role, holder[0]),
             close_timeout=self._settings.close_timeout,
+            connect_timeout=self._settings.connect_timeout,
         )
         holder.append(connection)
         self._connections.add(connection)
@@ -377,6 +378,7 @@ class MediaRoom:
         if self._closed:
             await self._close_connection(connection)
             raise MediaError("media_closed", "The media room is closed.")
+        connection.negotiated()
         return result or ""
 
     async def _close_connection(self, connection: Connection) -> None:

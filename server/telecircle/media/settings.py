@@ -36,6 +36,8 @@ class MediaSettings:
     # Bound on one offer/answer exchange and on closing one peer connection.
     negotiation_timeout: float = 15.0
     close_timeout: float = 5.0
+    # A peer connection not connected this long after it was made is given up as lost.
+    connect_timeout: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaSettings:
@@ -45,6 +47,7 @@ class MediaSettings:
             ice_consent_timeout=settings.ice_consent_timeout,
             subscriber_queue_packets=settings.subscriber_queue_packets,
             keyframe_request_interval=settings.keyframe_request_interval,
+            connect_timeout=settings.ice_connect_timeout,
             nack=NackPolicy(
                 settings.nack_retry_interval, settings.nack_max_tries, settings.nack_max_missing
             ),
