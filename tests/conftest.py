@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from telecircle.config import Settings, load_settings
 from telecircle.crypto.tokens import new_secret, secret_hash
@@ -21,6 +23,13 @@ from telecircle.storage import accounts_store, org_store, stores
 from telecircle.storage.database import Database
 from telecircle.web.app import create_app
 from telecircle.web.keys import CHECKINS, DATABASE, INVITES, ROOMS, SFU, SIGNALLING
+
+# Property tests run beside media and browser tests on a shared 2-core machine: data
+# generation can be slow there, which says nothing about the code under test.
+hypothesis_settings.register_profile(
+    "telecircle", suppress_health_check=[HealthCheck.too_slow], deadline=None
+)
+hypothesis_settings.load_profile("telecircle")
 
 # Long enough for any test: sign-ins made by the fixtures below.
 FIXTURE_SIGN_IN_SECONDS = 24 * 3600

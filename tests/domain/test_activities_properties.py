@@ -248,6 +248,6 @@ class ActivitiesMachine(ControlsMachine):
 
 
 ActivitiesMachine.TestCase.settings = settings(
-    max_examples=500, stateful_step_count=50, deadline=None
+    max_examples=200, stateful_step_count=50, deadline=None
 )
 TestAnySequenceOfActivitiesKeepsPairsAndSegmentsPrivate = ActivitiesMachine.TestCase

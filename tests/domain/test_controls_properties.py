@@ -322,7 +322,7 @@ class ControlsMachine(RoomMachine):
 
 
 ControlsMachine.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=50, deadline=None
+    max_examples=150, stateful_step_count=50, deadline=None
 )
 TestAnySequenceOfControlsKeepsTheInvariants = ControlsMachine.TestCase
 

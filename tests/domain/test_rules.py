@@ -438,5 +438,5 @@ class RoomMachine(RuleBasedStateMachine):
                 assert members == frozenset(), "a track turned off is forwarded to nobody"
 
 
-RoomMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+RoomMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
 TestAnySequenceRespectsLimitAndAudienceRules = RoomMachine.TestCase

@@ -171,10 +171,11 @@ async def test_the_relay_drops_its_share_and_keeps_the_order() -> None:
         count = 2000
         for i in range(count):
             sender.sendto(b"\x80\x60" + i.to_bytes(2, "big") + bytes(20), peer_facing)
-            if i % 100 == 99:
+            if i % 20 == 19:  # paced: a burst must not overflow a socket buffer
                 await asyncio.sleep(0.002)
         up, _ = relay.stats()
-        await wait_until(lambda: len(got) == up.forwarded["rtp"], timeout=5)
+        # Generous: a loaded machine's loop may be slow to read them all.
+        await wait_until(lambda: len(got) == up.forwarded["rtp"], timeout=30)
         numbers = [int.from_bytes(data[2:4], "big") for data in got]
         assert numbers == sorted(numbers), "in order"
         print(f"\nrelay: dropped {up.dropped['rtp']} of {count} at 10 %")
