@@ -8,30 +8,27 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from pydantic_settings import NoDecode, SettingsConfigDict, SettingsError
 
+from telecircle.deployment_config import HOSTNAME, DeploymentSettings, ports_needed
 from telecircle.domain.feedback import FeedbackLimits
 from telecircle.domain.model import TimerLimits
 from telecircle.domain.notes import NoteLimits
 
 SUPPORTED_DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
-HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-)
 
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the setting and how to fix it."""
 
 
-class Settings(BaseSettings):
+class Settings(DeploymentSettings):
     model_config = SettingsConfigDict(env_prefix="TELECIRCLE_", extra="forbid", frozen=True)
 
     host: str = Field("127.0.0.1", description="Address the web server binds to.")
@@ -313,11 +310,6 @@ class Settings(BaseSettings):
         le=200,
         description="How many of a group's latest sessions its feedback trend shows.",
     )
-    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
-        (),
-        description="Addresses of reverse proxies whose X-Forwarded-For is believed "
-        "(comma-separated in the environment). Empty: the TCP peer is the client.",
-    )
     time_zone: str = Field(
         "UTC",
         description="IANA time zone (e.g. Europe/Berlin) in which clinicians enter and "
@@ -347,7 +339,7 @@ class Settings(BaseSettings):
             raise ValueError(f"use {schemes} (or leave empty for SQLite in the data folder)")
         return value
 
-    @field_validator("ice_host_addresses", "trusted_proxies", mode="before")
+    @field_validator("ice_host_addresses", mode="before")
     @classmethod
     def _split_addresses(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -375,16 +367,6 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a known IANA time zone") from None
         return value
 
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for address in value:
-            try:
-                ipaddress.ip_address(address)
-            except ValueError:
-                raise ValueError(f"{address!r} is not an IP address") from None
-        return value
-
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
         if self.default_room_limit > self.room_limit_ceiling:
@@ -399,6 +381,19 @@ class Settings(BaseSettings):
             )
         if self.socket_frames_per_second < 2 * self.messages_per_second:
             raise ValueError("socket_frames_per_second must be at least 2 x messages_per_second")
+        if self.ice_port_min:
+            needed = ports_needed(
+                self.max_live_sessions, self.room_limit_ceiling, len(self.ice_host_addresses)
+            )
+            available = self.ice_port_max - self.ice_port_min + 1
+            if available < needed:
+                raise ValueError(
+                    f"the UDP port range TELECIRCLE_ICE_PORT_MIN..MAX ({self.ice_port_min}.."
+                    f"{self.ice_port_max}) holds "
+                    f"{available} ports; {self.max_live_sessions} full sessions "
+                    f"(TELECIRCLE_MAX_LIVE_SESSIONS) of {self.room_limit_ceiling} need {needed}: "
+                    "widen TELECIRCLE_ICE_PORT_MIN..MAX or lower TELECIRCLE_MAX_LIVE_SESSIONS"
+                )
         if self.pairs_min_seconds > self.pairs_max_seconds:
             raise ValueError("pairs_min_seconds is above pairs_max_seconds")
         if not (
@@ -501,7 +496,7 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]) or "settings"
             env = f"TELECIRCLE_{name.upper()}" if name in Settings.model_fields else name
-            problems.append(f"{env}: {error['msg']}")
+            problems.append(f"{env}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
