@@ -1,5 +1,5 @@
 """The ``telecircle`` command line: serve, db upgrade, audit verify, keys rotate|verify,
-notes purge.
+notes purge, backup, restore, doctor.
 
 Options given on the command line take precedence over ``TELECIRCLE_*`` environment
 variables, which take precedence over the optional settings file.
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -53,6 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
         dest="notes_command", required=True
     )
     notes.add_parser("purge", help="destroy the notes of sessions past their retention")
+
+    backup = commands.add_parser(
+        "backup", help="write a consistent database snapshot, and the keys to another place"
+    )
+    backup.add_argument("--to", required=True, type=Path, help="folder for the database snapshot")
+    backup.add_argument(
+        "--keys-to",
+        required=True,
+        type=Path,
+        help="folder for the key-encryption and server keys (keep it apart from --to)",
+    )
+    restore = commands.add_parser(
+        "restore", help="bring back a snapshot and its keys into an empty data folder"
+    )
+    restore.add_argument("--from", dest="source", required=True, type=Path)
+    restore.add_argument("--keys-from", required=True, type=Path)
+
+    commands.add_parser("doctor", help="check this deployment and say what is wrong")
     return parser
 
 
@@ -86,13 +105,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         from telecircle import key_commands
 
         return asyncio.run(key_commands.purge(settings))
+    if args.command == "backup":
+        from telecircle import backup_commands
+
+        return asyncio.run(backup_commands.backup(settings, args.to, args.keys_to))
+    if args.command == "restore":
+        from telecircle import backup_commands
+
+        return asyncio.run(backup_commands.restore(settings, args.source, args.keys_from))
+    if args.command == "doctor":
+        from telecircle import doctor
+
+        return asyncio.run(doctor.run(settings))
     return asyncio.run(upgrade(settings))
 
 
 def serve(settings: Settings) -> int:
     from telecircle.errors import TelecircleError
     from telecircle.web.app import create_app  # heavy imports (aiortc) only when serving
+    from telecircle.web.tls import server_ssl_context
 
+    try:
+        ssl_context = server_ssl_context(settings)
+    except TelecircleError as exc:
+        print(f"Telecircle did not start: {exc.message}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     app.on_startup.append(print_setup_link)
     print(f"Telecircle listening on {settings.effective_public_url}", flush=True)
@@ -104,6 +141,7 @@ def serve(settings: Settings) -> int:
             print=None,
             shutdown_timeout=settings.shutdown_timeout,
             access_log=None,
+            ssl_context=ssl_context,
         )
     except TelecircleError as exc:
         # Refusals at start-up (a missing key, an unsafe key file) are for the

@@ -461,7 +461,8 @@ class Settings(DeploymentSettings):
 
     @property
     def effective_public_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.serves_https else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -21,7 +21,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from telecircle.media import aiortc_tap, datagram_guard, ice_policy
+from telecircle.media import aiortc_tap, datagram_guard, ice_network, ice_policy
 from telecircle.media.connection import CONNECT_METHOD, GuardedPeerConnection, new_peer_connection
 from telecircle.media.settings import MediaSettings
 from telecircle.media.sfu import Sfu
@@ -212,3 +212,46 @@ def test_nominated_path_seam() -> None:
     assert "self.check_incoming(message, addr, protocol)" in inspect.getsource(
         aioice.ice.Connection.request_received
     )
+
+
+def test_component_candidates_seam() -> None:
+    """What media/ice_network.py replaces: aioice binds each host socket on an ephemeral
+    port, enlarges its receive buffer, makes a host candidate of the socket's own
+    address, then adds STUN/TURN candidates only with a STUN/TURN server (the server has
+    neither); gather_candidates calls it by keyword for each component."""
+    method = getattr(aioice.ice.Connection, ice_network.COMPONENT_CANDIDATES_METHOD)
+    assert inspect.iscoroutinefunction(method)
+    parameters = inspect.signature(method).parameters
+    assert tuple(parameters) == ice_network.COMPONENT_CANDIDATES_PARAMETERS
+    source = inspect.getsource(method)
+    for fragment in (
+        "lambda: StunProtocol(self), local_addr=(address, 0)",
+        "socket.SOL_SOCKET, socket.SO_RCVBUF, turn.UDP_SOCKET_BUFFER_SIZE",
+        'candidate_foundation("host", "udp", candidate_address[0])',
+        'priority=candidate_priority(component, "host")',
+        "protocol.local_candidate = Candidate(",
+        "self._protocols += host_protocols",
+        "if self.stun_server:",
+        "if self.turn_server:",
+        "return candidates",
+    ):
+        assert fragment in source, fragment
+    assert (
+        "self.get_component_candidates(component=component, addresses=addresses)"
+        in inspect.getsource(aioice.ice.Connection.gather_candidates)
+    )
+    init_source = inspect.getsource(aioice.ice.Connection.__init__)
+    for name in ("stun_server", "turn_server", "_protocols"):
+        assert f"self.{name}" in init_source, name
+    assert "local_candidate" in aioice.ice.StunProtocol.__annotations__
+
+    # Installed only with a port range or an announced address, and put back after.
+    plain = Sfu(MediaSettings())
+    plain.install()
+    assert getattr(aioice.ice.Connection, ice_network.COMPONENT_CANDIDATES_METHOD) is method
+    plain._ice.uninstall()
+    ranged = Sfu(MediaSettings(ice_port_min=40000, ice_port_max=40100))
+    ranged.install()
+    assert getattr(aioice.ice.Connection, ice_network.COMPONENT_CANDIDATES_METHOD) is not method
+    ranged._ice.uninstall()
+    assert getattr(aioice.ice.Connection, ice_network.COMPONENT_CANDIDATES_METHOD) is method

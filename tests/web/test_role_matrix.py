@@ -32,6 +32,8 @@ PATIENT = {"patient"}
 ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/"): EVERYONE,
     ("GET", "/healthz"): EVERYONE,
+    ("GET", "/certificate"): EVERYONE,
+    ("GET", "/certificate.crt"): EVERYONE,
     ("GET", "/setup/{token}"): EVERYONE,
     ("POST", "/setup/{token}"): EVERYONE,
     ("GET", "/password/{token}"): EVERYONE,

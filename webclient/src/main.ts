@@ -28,6 +28,7 @@ import type {
   ActivityEvent,
   AdmittedEvent,
   ClosedEvent,
+  IceServer,
   JoinResult,
   ParticipantView,
   RosterEvent,
@@ -93,6 +94,8 @@ class App {
   private tookPart = false;
   /** How long the server holds our seat after a drop (from the join result). */
   private reconnectGraceMs = 60_000;
+  /** The ICE servers (TURN relays, short-lived credentials) from the latest join. */
+  private iceServers: IceServer[] = [];
   private reconnectDeadline: number | undefined;
   /** A peer connection died while we were still (re)building: rebuild once connected. */
   private mediaLostPending = false;
@@ -342,6 +345,7 @@ class App {
     this.selfId = joined.participant_id;
     this.facilitation?.setSelf(joined.participant_id);
     this.reconnectGraceMs = joined.reconnect_grace_seconds * 1000;
+    this.iceServers = joined.ice_servers;
     this.patientsMayUnmute = joined.policy.patients_may_unmute;
     this.facilitation?.setLimits(joined.policy.timers);
     this.signals?.setMomentNeeded(joined.needs_moment);
@@ -415,7 +419,7 @@ class App {
       const stream = this.local?.stream ?? new MediaStream();
       if (stale()) return;
 
-      const publish = new PublishConnection(stream, this.screenShare !== null);
+      const publish = new PublishConnection(stream, this.screenShare !== null, this.iceServers);
       this.retire(this.publish);
       this.publish = publish;
       this.watchConnection(publish.pc);
@@ -428,7 +432,7 @@ class App {
       if (stale()) return;
       await publish.acceptAnswer(answer.sdp);
 
-      const subscribe = new SubscribeConnection();
+      const subscribe = new SubscribeConnection(this.iceServers);
       this.retire(this.subscribe);
       this.subscribe = subscribe;
       this.watchConnection(subscribe.pc);
@@ -456,7 +460,7 @@ class App {
   }
 
   private fail(error: unknown): void {
-    if (error instanceof SignallingError && error.code === "room_full") {
+    if (error instanceof SignallingError && ["room_full", "server_full"].includes(error.code)) {
       this.finish("room_full", { message: error.message });
     } else if (error instanceof SignallingError && error.code === "denied") {
       this.finish("closed", { reason: "denied", message: error.message });

@@ -4,10 +4,29 @@
  * The server (aiortc) does no trickle ICE: every SDP sent carries its candidates, so we
  * wait for ICE gathering to complete before sending a description. aiortc has no ICE
  * restart either: recovering from a dead path means new peer connections.
+ *
+ * Both connections use the ICE servers the server hands out with each join (TURN relays
+ * with short-lived credentials, `JoinResult.ice_servers`): a browser that cannot reach
+ * the server's media ports directly (a strict NAT, a firewall that lets only the relay
+ * through) connects through a relay. Without any, the server's candidates are tried
+ * directly.
  */
-import type { SlotMids, SubscribeOffer } from "./generated/protocol";
+import type { IceServer, SlotMids, SubscribeOffer } from "./generated/protocol";
 
 const ICE_GATHERING_TIMEOUT_MS = 10_000;
+
+/** The peer connection configuration for the server's ICE servers (none: direct only). */
+export function rtcConfiguration(iceServers: readonly IceServer[] = []): RTCConfiguration {
+  return {
+    iceServers: iceServers.map(
+      (server): RTCIceServer => ({
+        urls: [...server.urls],
+        username: server.username,
+        credential: server.credential,
+      }),
+    ),
+  };
+}
 
 /** Resolve when ICE gathering is complete (or after a timeout, with what we have). */
 function iceGatheringComplete(pc: RTCPeerConnection): Promise<void> {
@@ -42,12 +61,14 @@ function localSdp(pc: RTCPeerConnection): string {
  * nothing until sharing starts, and sharing starts and stops with `replaceTrack` too.
  */
 export class PublishConnection {
-  readonly pc = new RTCPeerConnection({ iceServers: [] });
+  readonly pc: RTCPeerConnection;
   private readonly audio: RTCRtpSender;
   private readonly video: RTCRtpSender;
   private readonly screen: RTCRtpSender | null;
 
-  constructor(stream: MediaStream, withScreen: boolean) {
+  /** `iceServers`: from the latest join result (the relays this seat may use). */
+  constructor(stream: MediaStream, withScreen: boolean, iceServers: readonly IceServer[] = []) {
+    this.pc = new RTCPeerConnection(rtcConfiguration(iceServers));
     const [audioTrack] = stream.getAudioTracks();
     const [videoTrack] = stream.getVideoTracks();
     const send = (kind: "audio" | "video", track: MediaStreamTrack | undefined): RTCRtpSender =>
@@ -93,13 +114,18 @@ export class PublishConnection {
  * After the slots, one video m-line carries the screen shared in our place, if any.
  */
 export class SubscribeConnection {
-  readonly pc = new RTCPeerConnection({ iceServers: [] });
+  readonly pc: RTCPeerConnection;
   /** slot index -> stream of that slot's audio and video tracks */
   readonly slotStreams = new Map<number, MediaStream>();
   /** The shared screen's m-line (whoever shares in our place feeds it; null: none yet). */
   screenStream: MediaStream | null = null;
   /** audio m-line mid, and its track's id -> slot index (who is speaking, speaking.ts). */
   private readonly audioSlots = new Map<string, number>();
+
+  /** `iceServers`: from the latest join result (the relays this seat may use). */
+  constructor(iceServers: readonly IceServer[] = []) {
+    this.pc = new RTCPeerConnection(rtcConfiguration(iceServers));
+  }
 
   /** Apply the server's offer and return our complete answer (with candidates). */
   async answer(offer: SubscribeOffer): Promise<string> {

@@ -34,6 +34,10 @@ which upstream behaviour each check defends against:
   checks) drops binding requests from anywhere but the nominated pair once a component
   has one, so nobody else can move a participant's media path.
 
+With a UDP port range or an announced address configured it also replaces
+``aioice.ice.Connection.get_component_candidates``, which binds the host sockets and
+makes their candidates (:mod:`telecircle.media.ice_network`).
+
 These are process-wide: the policy remembers what it replaced and puts it back on
 :meth:`IcePolicy.uninstall`. tests/media/test_aiortc_seams.py fails if the aioice
 names used here change.
@@ -59,6 +63,11 @@ from telecircle.media.datagram_guard import (
     from_checked_source,
     off_nominated_path,
     strict_stun_parser,
+)
+from telecircle.media.ice_network import (
+    COMPONENT_CANDIDATES_METHOD,
+    IceNetwork,
+    component_gatherer,
 )
 
 HOST_ADDRESSES_FUNCTION = "get_host_addresses"
@@ -94,9 +103,14 @@ class IcePolicy:
     """Installs the configured ICE behaviour into aioice; install/uninstall are idempotent."""
 
     def __init__(
-        self, host_addresses: tuple[str, ...], consent_interval: float, consent_timeout: float
+        self,
+        host_addresses: tuple[str, ...],
+        consent_interval: float,
+        consent_timeout: float,
+        network: IceNetwork | None = None,
     ) -> None:
         self._addresses = tuple(host_addresses)
+        self._network = network or IceNetwork()
         self._host_addresses = self._make_host_addresses()
         # When each connection last got an authenticated check from its peer.
         self._peer_checks: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -106,6 +120,10 @@ class IcePolicy:
         self._request_hook = self._make_request_hook(self._peer_checks)
         # (owner, name, upstream value, our replacement) for each installed seam.
         self._patches: list[tuple[Any, str, Any, Any]] | None = None
+
+    @property
+    def network(self) -> IceNetwork:
+        return self._network
 
     @property
     def installed(self) -> bool:
@@ -246,6 +264,15 @@ class IcePolicy:
             (aioice.ice.StunProtocol, DATAGRAM_RECEIVED_METHOD, self._make_datagram_gate),
             (stun, STUN_PARSER_FUNCTION, strict_stun_parser),
         )
+        if self._network.active:
+            network = self._network
+            seams += (
+                (
+                    aioice.ice.Connection,
+                    COMPONENT_CANDIDATES_METHOD,
+                    lambda upstream: component_gatherer(network, upstream),
+                ),
+            )
         self._patches = []
         for owner, name, replace in seams:
             upstream = getattr(owner, name)

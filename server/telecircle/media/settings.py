@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from telecircle.config import Settings
+from telecircle.media.ice_network import PortRange
 from telecircle.media.lost_packets import DEFAULT_NACK_POLICY, NackPolicy
 
 
@@ -19,6 +20,14 @@ class MediaSettings:
     ice_host_addresses: tuple[str, ...] = ("127.0.0.1",)
     ice_consent_interval: float = 2.0
     ice_consent_timeout: float = 10.0
+    # The public address host candidates carry instead of the interface address (an IP
+    # address or a DNS name, resolved once when the SFU starts); empty: none.
+    ice_announced_address: str = ""
+    # The UDP port range of the host sockets (both included); 0, 0: ports the system picks.
+    ice_port_min: int = 0
+    ice_port_max: int = 0
+    # Media rooms open at once; Sfu.room() refuses one more (MediaError ``server_full``).
+    max_live_sessions: int = 20
     subscriber_queue_packets: int = 512
     keyframe_request_interval: float = 0.5
     # Asking publishers again for lost video packets (aiortc asks once per gap).
@@ -39,12 +48,23 @@ class MediaSettings:
     # A peer connection not connected this long after it was made is given up as lost.
     connect_timeout: float = 30.0
 
+    @property
+    def ice_ports(self) -> PortRange | None:
+        """The configured port range, or None for ports the system picks."""
+        if self.ice_port_min == 0 and self.ice_port_max == 0:
+            return None
+        return PortRange(self.ice_port_min, self.ice_port_max)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaSettings:
         return cls(
             ice_host_addresses=tuple(settings.ice_host_addresses),
             ice_consent_interval=settings.ice_consent_interval,
             ice_consent_timeout=settings.ice_consent_timeout,
+            ice_announced_address=settings.ice_announced_address,
+            ice_port_min=settings.ice_port_min,
+            ice_port_max=settings.ice_port_max,
+            max_live_sessions=settings.max_live_sessions,
             subscriber_queue_packets=settings.subscriber_queue_packets,
             keyframe_request_interval=settings.keyframe_request_interval,
             connect_timeout=settings.ice_connect_timeout,

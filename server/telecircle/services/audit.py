@@ -89,6 +89,8 @@ class AuditAction(enum.StrEnum):
     KEYS_ROTATION_STARTED = "keys_rotation_started"
     KEYS_ROTATED = "keys_rotated"
     NOTES_PURGED = "notes_purged"
+    BACKUP_WRITTEN = "backup_written"
+    BACKUP_RESTORED = "backup_restored"
     # Patients' feedback (issue 6): a patient sent the form; an administrator changed it.
     FEEDBACK_SUBMITTED = "feedback_submitted"
     FEEDBACK_QUESTIONS_CHANGED = "feedback_questions_changed"

@@ -264,16 +264,23 @@ class RoomEngine:
             room = await stores.get_room_by_code(self._db, code)
             if room is None:
                 raise NoSuchRoom("There is no room with this link. Please check the link.")
-            session = await stores.open_session(self._db, room.id, self._clock.now())
-            state = RoomState(
-                room_id=RoomId(room.id),
-                session_id=SessionId(session.id),
-                participant_limit=await self._limit_of(room.id),
-                lobby_limit=self._lobby_limit,
-                patients_may_unmute=room.patients_may_unmute,
-                limits=self._timer_limits,
-            )
-            live = LiveRoom(room=room, state=state, media=self._media_factory(code))
+            # The media room first: a server at its limit of live sessions refuses it,
+            # and then no session row may be opened.
+            media = self._media_factory(code)
+            try:
+                session = await stores.open_session(self._db, room.id, self._clock.now())
+                state = RoomState(
+                    room_id=RoomId(room.id),
+                    session_id=SessionId(session.id),
+                    participant_limit=await self._limit_of(room.id),
+                    lobby_limit=self._lobby_limit,
+                    patients_may_unmute=room.patients_may_unmute,
+                    limits=self._timer_limits,
+                )
+            except BaseException:
+                await media.close()
+                raise
+            live = LiveRoom(room=room, state=state, media=media)
             self._rooms[code] = live
             log.info("room opened", extra={"room": code, "session": session.id})
             return live

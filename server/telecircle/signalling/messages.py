@@ -240,6 +240,17 @@ class SessionPolicy(Message):
     timers: TimerLimitsView
 
 
+class IceServer(Message):
+    """A TURN server for the browser's peer connections, with short-lived credentials
+    (an entry of ``RTCConfiguration.iceServers``): usable until ``expires_at`` (seconds
+    since the epoch); joining again (a reconnect) brings fresh ones."""
+
+    urls: list[str]
+    username: str
+    credential: str
+    expires_at: int
+
+
 class JoinResult(Message):
     participant_id: str
     role: Literal["clinician", "patient"]
@@ -256,6 +267,9 @@ class JoinResult(Message):
     policy: SessionPolicy
     # Your own "I need a moment" (only you and the clinicians know it).
     needs_moment: bool
+    # The ICE servers (TURN relays) for your publish and subscribe connections; empty
+    # when the server has none configured (connect to the server's candidates directly).
+    ice_servers: list[IceServer]
 
 
 class SdpResult(Message):

@@ -64,6 +64,7 @@ from telecircle.services.notes import NotesService
 from telecircle.services.ports import AuditSink
 from telecircle.services.rooms import RoomService
 from telecircle.services.tasks import TaskOwner
+from telecircle.services.turn import TurnCredentialIssuer
 from telecircle.signalling import acks, transport
 from telecircle.signalling import messages as m
 from telecircle.signalling.packets import REFUSALS, REFUSED_EVENT, screened_packet_class
@@ -236,6 +237,8 @@ class SignallingServer:
         self._ending: set[ParticipantId] = set()
         # People closed for abuse, who may not connect again for a while.
         self._cooldowns = Cooldowns(settings.abuse_cooldown, clock)
+        # Short-lived TURN credentials for each seat (None: no TURN configured).
+        self._turn = TurnCredentialIssuer.from_settings(settings, clock)
         self._tasks = TaskOwner("signalling")
         self._closed = False
         self.sio = socketio.AsyncServer(
@@ -702,8 +705,23 @@ class SignallingServer:
                 participants=[] if waiting else participant_views(live.state),
                 policy=session_policy(live.state),
                 needs_moment=participant.needs_moment_since is not None,
+                ice_servers=self._ice_servers(pid),
             )
         )
+
+    def _ice_servers(self, pid: ParticipantId) -> list[m.IceServer]:
+        """TURN servers with fresh credentials naming ``pid`` (none without TURN)."""
+        if self._turn is None:
+            return []
+        issued = self._turn.issue(pid)
+        return [
+            m.IceServer(
+                urls=list(issued.urls),
+                username=issued.username,
+                credential=issued.password,
+                expires_at=issued.expires_at,
+            )
+        ]
 
     @staticmethod
     def _control_command(

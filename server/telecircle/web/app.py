@@ -47,6 +47,7 @@ from telecircle.storage.database import open_database
 from telecircle.web import (
     account_pages,
     admin_pages,
+    certificate_page,
     clinic_pages,
     feedback_pages,
     pages,
@@ -111,7 +112,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     signalling = SignallingServer(settings, app[CLOCK])
     app[SIGNALLING] = signalling
     signalling.attach(app)
-    for module in (account_pages, admin_pages, clinic_pages, feedback_pages, patient_pages, pages):
+    for module in (
+        account_pages,
+        admin_pages,
+        certificate_page,
+        clinic_pages,
+        feedback_pages,
+        patient_pages,
+        pages,
+    ):
         module.add_routes(app)
     if settings.webclient_dist.is_dir():
         app.router.add_static("/static/", settings.webclient_dist, follow_symlinks=False)
@@ -182,6 +191,12 @@ async def _deny(
 async def _start(app: web.Application) -> None:
     settings = app[SETTINGS]
     clock = app[CLOCK]
+    # First: a media configuration that cannot work (an announced name that does not
+    # resolve) stops the start before anything else is touched (MediaConfigError, a
+    # TelecircleError: cli.serve prints it).
+    sfu = Sfu(MediaSettings.from_settings(settings))
+    await sfu.start()
+    app[SFU] = sfu
     server_key = load_or_create_server_key(settings.effective_server_key_file)
     await migrations.upgrade(settings.effective_database_url)
     database = await open_database(settings.effective_database_url)
@@ -200,16 +215,24 @@ async def _start(app: web.Application) -> None:
     app[INVITE_LIMITER] = AttemptLimiter(
         settings.invite_redemptions_per_window, settings.invite_window, clock
     )
-    sfu = Sfu(MediaSettings.from_settings(settings))
-    sfu.install()
-    app[SFU] = sfu
     signalling = app[SIGNALLING]
+    recovering = True
 
     def media_for(code: RoomCode) -> MediaRouting:
+        """The session's media room. Beyond TELECIRCLE_MAX_LIVE_SESSIONS open rooms a new
+        one is refused with MediaError ``server_full``, whose message is for the therapist
+        (or patient) entering: it reaches them as the error ack of their ``join``. Sessions
+        resumed after a restart were running already: they come back whatever the cap."""
+
         def path_lost(pid: ParticipantId) -> None:
             app[ROOMS].media_path_lost(code, pid)
 
-        return sfu.room(code, on_slots=signalling.slots_changed, on_path_lost=path_lost)
+        return sfu.room(
+            code,
+            on_slots=signalling.slots_changed,
+            on_path_lost=path_lost,
+            beyond_limit=recovering,
+        )
 
     async def limit_of(room_id: RoomId) -> int:
         room = await stores.get_room(database, room_id)
@@ -254,6 +277,7 @@ async def _start(app: web.Application) -> None:
     signalling.attach_services(rooms, entry, audit, notes)
     _end_seats_of_lost_access(app)
     await rooms.recover_after_crash()
+    recovering = False
     await organisation.agreement()  # version 1 exists before anyone is asked to accept it
     watchdog = LoopWatchdog()
     watchdog.start()

@@ -106,13 +106,20 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def client_address(request: web.Request) -> str:
     """The client's address: the TCP peer, or — when the peer is a configured trusted
-    proxy — the nearest address in ``X-Forwarded-For`` (every such header, in order)
-    that is not a trusted proxy. Addresses are compared as addresses, not strings."""
+    proxy (``TRUSTED_PROXIES``: addresses or networks) — the nearest address in
+    ``X-Forwarded-For`` (every such header, in order) that is not a trusted proxy.
+    Addresses are compared as addresses, not strings (an IPv4-mapped IPv6 peer is its
+    IPv4 address). A malformed hop ends the walk at the last trusted address: what lies
+    before it could have been written by anyone."""
     peer = _ip(request.remote or "")
     if peer is None:
         return request.remote or "unknown"
-    trusted = {_ip(proxy) for proxy in request.app[SETTINGS].trusted_proxies}
-    if peer not in trusted:
+    networks = request.app[SETTINGS].proxy_networks()
+
+    def trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in networks)
+
+    if not trusted(peer):
         return str(peer)
     hops = [
         hop
@@ -120,13 +127,15 @@ def client_address(request: web.Request) -> str:
         for hop in header.split(",")
         if hop.strip()
     ]
+    nearest = peer
     for hop in reversed(hops):
         address = _ip(hop)
         if address is None:
-            return str(peer)  # a malformed chain: believe only the proxy itself
-        if address not in trusted:
+            return str(nearest)
+        if not trusted(address):
             return str(address)
-    return str(peer)
+        nearest = address
+    return str(nearest)
 
 
 def _cookie(request: web.Request, name: str) -> str | None:
