@@ -81,6 +81,8 @@ log = logging.getLogger(__name__)
 
 
 MAX_COOKIE_HEADER = 8192
+# Seconds one client's goodbye may take at shutdown before it is given up.
+CLIENT_CLOSE_TIMEOUT = 2.0
 
 # The permission each event needs ("join" depends on who joins: see _event_action).
 EVENT_ACTIONS: dict[str, Action] = {
@@ -1001,6 +1003,14 @@ class SignallingServer:
         if eio_sid is not None:
             await self.sio.eio.disconnect(eio_sid)
 
+    async def _close_client(self, sid: ConnectionId, *, restarting: bool) -> None:
+        if restarting:
+            await self._drop_transport(sid)
+            return
+        closed = m.ClosedEvent(reason="server_shutdown", message="The server is restarting.")
+        await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
+        await self.sio.disconnect(sid)
+
     def _emit_soon(self, name: str, event: BaseModel, sid: ConnectionId) -> None:
         # Called from synchronous media callbacks: schedule the emit. Emits to one sid are
         # queued in order by the engine, so ordering between two slot updates is kept.
@@ -1015,11 +1025,13 @@ class SignallingServer:
             return
         self._closed = True
         for sid in list(self._connections):
-            if restarting:
-                await self._drop_transport(sid)
-                continue
-            closed = m.ClosedEvent(reason="server_shutdown", message="The server is restarting.")
-            await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
-            await self.sio.disconnect(sid)
+            # python-engineio 4.15's socket close waits for the socket's send queue to
+            # drain, for ever if its writer has already stopped (a client cut mid-flood):
+            # one such client must not hold up the shutdown of the whole server.
+            try:
+                async with asyncio.timeout(CLIENT_CLOSE_TIMEOUT):
+                    await self._close_client(sid, restarting=restarting)
+            except TimeoutError:
+                log.warning("client close timed out", extra={"sid": sid})
         await self._tasks.close()
         await self.sio.shutdown()

@@ -7,6 +7,12 @@ What python-engineio 4.15 (aiohttp driver) leaves open, and what is done about i
   other namespaces and refused packets never reach the per-connection message limit.
   Here every frame spends a token (``socket_frames_per_second``/``socket_frame_burst``,
   well above the message rate) and a connection out of tokens is closed at once.
+- Engine.io's driver builds its ``WebSocketResponse`` with aiohttp's ``autoping=True``:
+  aiohttp answers websocket PING control frames (and drops unsolicited PONGs) inside
+  ``receive()``, so they never reach a per-connection limit and each PING costs a PONG
+  write. Here the websocket is built with ``autoping=False``: a PING or PONG spends a
+  token from the same frame bucket (a PING is then answered, a PONG dropped), and does
+  not keep a websocket without a socket.io connection open past its deadline.
 - A websocket that answers pings but never connects socket.io (or stays after its
   connection was refused or ended) is kept for ever. Here it may send nothing but
   pongs and one connect to the default namespace, and is closed once
@@ -47,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 from telecircle.services.clock import Clock
@@ -133,6 +139,13 @@ class TransportGuard:
             return None
         return NO_CONNECTION
 
+    def spend_control_frame(self) -> str | None:
+        """A websocket PING or PONG control frame came: None if it may be answered (a
+        PING) or dropped (a PONG), or why the websocket must close. It spends a token
+        like any frame, whatever the stage: the connect timeout bounds a websocket
+        without a socket.io connection."""
+        return None if self._bucket.take() else FRAME_FLOOD
+
     def close(self, reason: str) -> None:
         """The websocket is being closed for ``reason``: say so."""
         on_close, self._on_close = self._on_close, None
@@ -143,32 +156,46 @@ class TransportGuard:
 
 
 class GuardedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
-    """Engine.io's aiohttp websocket, each frame screened by a :class:`TransportGuard`."""
+    """Engine.io's aiohttp websocket, each frame (data or PING/PONG control frame)
+    screened by a :class:`TransportGuard`."""
 
     def __init__(self, handler: Any, server: Any, *, limits: TransportLimits, clock: Clock):
         super().__init__(handler, server)
         self.guard = TransportGuard(limits, clock)
         self._request: web.BaseRequest | None = None
 
-    async def __call__(self, environ: dict[str, Any]) -> Any:
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        """Upstream's ``__call__`` (prepare the websocket, run engine.io's handler on it,
+        return it to aiohttp), with the guard left in the environ and the websocket built
+        with ``autoping=False``: python-engineio 4.15.1's driver keeps aiohttp 3.14's
+        default ``autoping=True``, under which ``receive()`` answers every PING control
+        frame itself, unseen by :meth:`wait` and so by any limit."""
         environ[ENVIRON_KEY] = self.guard
         request = environ.get("aiohttp.request")
-        self._request = request if isinstance(request, web.BaseRequest) else None
-        return await super().__call__(environ)
+        if not isinstance(request, web.BaseRequest):
+            raise RuntimeError("engine.io's environ holds no aiohttp request")
+        self._request = request
+        sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, autoping=False)
+        self._sock = sock  # upstream's send() and close() use it
+        await sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return sock
 
     async def wait(self) -> str | bytes:
-        """The next frame that passes the guard. Raises OSError (engine.io's signal that
-        the websocket is gone: it closes the connection) for one that does not, or when
-        the connect timeout passes."""
+        """The next data frame that passes the guard; PING control frames are answered
+        and PONGs dropped on the way, each spending a token. Raises OSError (engine.io's
+        signal that the websocket is gone: it closes the connection) when the websocket
+        is closed, for a frame that does not pass, or when the connect timeout passes."""
         guard = self.guard
         reason: str | None
         try:
+            # One deadline for the whole wait: control frames do not push it back.
             async with asyncio.timeout(guard.time_left()):
-                frame: str | bytes = await super().wait()
+                frame, reason = await self._next_frame()
         except TimeoutError:
             frame, reason = "", NO_CONNECTION
         else:
-            reason = guard.screen(frame)
             if reason is None and guard.time_left() == 0.0:
                 reason = NO_CONNECTION  # pongs alone do not keep it open past the deadline
         if reason is None:
@@ -181,6 +208,29 @@ class GuardedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             # why, goes out first); a client has a ping timeout to answer.
             asyncio.get_running_loop().call_later(self.server.ping_timeout, self._abort)
         raise OSError(reason)
+
+    async def _next_frame(self) -> tuple[str | bytes, str | None]:
+        """The next data frame and the guard's verdict on it (None: pass it on), or
+        ``("", reason)`` for a control frame that closes the websocket. Raises OSError,
+        as upstream's ``wait()`` does, for a message carrying neither text nor bytes
+        (the websocket closed, is closing, or failed)."""
+        guard = self.guard
+        sock: web.WebSocketResponse = self._sock
+        while True:
+            message = await sock.receive()
+            if message.type is WSMsgType.PING or message.type is WSMsgType.PONG:
+                reason = guard.spend_control_frame()
+                if reason is None and guard.time_left() == 0.0:
+                    reason = NO_CONNECTION  # nor do pings keep it open past the deadline
+                if reason is not None:
+                    return "", reason
+                if message.type is WSMsgType.PING:
+                    await sock.pong(message.data)
+                continue  # an unsolicited PONG is dropped
+            data = message.data
+            if not isinstance(data, (bytes, str)):
+                raise OSError()
+            return data, guard.screen(data)
 
     def _abort(self) -> None:
         """Cut the TCP connection (nothing if it is closed). aiohttp 3.14's close
