@@ -92,8 +92,7 @@ def write_sqlite_snapshot(source: Path, target: Path) -> str | None:
             f"There is no database at {source}: nothing to back up. Check "
             "TELECIRCLE_DATA_DIR (or TELECIRCLE_DATABASE_URL)."
         )
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    os.close(fd)
+    _create_empty_private(target)
     # mode=rw: never create an empty database where the live one was expected.
     live = sqlite3.connect(f"file:{source}?mode=rw", uri=True, isolation_level=None)
     try:
@@ -170,8 +169,7 @@ async def postgres_relation_count(url: str) -> int:
 async def write_postgres_snapshot(url: str, target: Path) -> None:
     """``pg_dump`` the database at ``url`` into the new file ``target`` (custom format,
     mode 0600). Raises :class:`SnapshotError` with the tool's complaint on failure."""
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    os.close(fd)
+    _create_empty_private(target)
     await _run_pg_tool(
         "pg_dump", ["--format=custom", "--no-password", f"--file={target}"], make_url(url)
     )
@@ -273,6 +271,13 @@ def _check_integrity(connection: sqlite3.Connection, path: Path) -> None:
             f"The snapshot {path} failed SQLite's integrity check; the live database may be "
             "damaged. Run `sqlite3 DATABASE 'PRAGMA integrity_check'` on it."
         )
+
+
+def _create_empty_private(target: Path) -> None:
+    """Claim the new name ``target`` as an empty owner-only file (never replacing one or
+    following a symbolic link) before a tool fills it."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
 
 
 def _fsync(path: Path) -> None:
