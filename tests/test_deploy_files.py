@@ -190,7 +190,7 @@ def nginx_directives(name: str) -> list[str]:
 
 
 def test_nginx_accepts_the_site_file(tmp_path: Path) -> None:
-    from tests.web.test_tls import issue, make_ca, write_certificate, write_key
+    from tests.certs import issue, make_ca, write_certificate, write_key
 
     nginx = require_nginx()
     key, certificate = issue(make_ca())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ipaddress
 import os
 import secrets
 import shutil
@@ -19,17 +18,13 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, inspect
 
 from telecircle.cli import main
@@ -43,13 +38,13 @@ from telecircle.storage import migrations
 from telecircle.web.app import create_app
 from telecircle.web.tls import ensure_self_signed, server_ssl_context
 
+from .certs import CA, DAY, issue, make_ca, write_certificate, write_key
 from .conftest import free_port
+from .coturn import start_turnserver, stop_turnserver
 
 TURN_SECRET = secrets.token_hex(32)
 # coturn's relay ports: above Linux's ephemeral range, apart from tests/e2e/turn_lab.py's.
 RELAY_PORTS = (61200, 61299)
-READY_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 10.0
 # Small limits, so that a port range of a few dozen ports is big enough.
 SMALL_SERVER = {
     "TELECIRCLE_MAX_LIVE_SESSIONS": "1",
@@ -57,100 +52,34 @@ SMALL_SERVER = {
     "TELECIRCLE_DEFAULT_ROOM_LIMIT": "2",
 }
 PORTS_NEEDED = 6  # deployment_config.ports_needed(1, 2, 1)
-DAY = datetime.timedelta(days=1)
 
 
 # ---- certificates ----------------------------------------------------------------------
-
-
-@dataclass
-class Authority:
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def make_authority() -> Authority:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Telecircle test authority"))
-        .issuer_name(_name("Telecircle test authority"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - DAY)
-        .not_valid_after(now + 30 * DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return Authority(key, certificate)
 
 
 def make_server_certificate(
     folder: Path,
     names: tuple[str, ...],
     *,
-    authority: Authority | None,
+    authority: CA | None,
     valid_for: datetime.timedelta = 90 * DAY,
     valid_from: datetime.timedelta = -DAY,
 ) -> tuple[Path, Path]:
     """A certificate for ``names`` (signed by ``authority``, or self-signed) and its key
     (mode 0600), valid from now + ``valid_from`` for ``valid_for``; returns the chain
     and key files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    alternative: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            alternative.append(x509.DNSName(name))
-    issuer = authority.certificate.subject if authority else _name(names[0])
-    signer = authority.key if authority else key
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + valid_from)
-        .not_valid_after(now + valid_from + valid_for)
-        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())
-    )
+    start = datetime.datetime.now(datetime.UTC) + valid_from
+    key, certificate = issue(authority, names, not_before=start, not_after=start + valid_for)
     folder.mkdir(parents=True, exist_ok=True)
-    chain = [certificate] + ([authority.certificate] if authority else [])
-    cert_file = folder / f"{secrets.token_hex(4)}-cert.pem"
-    key_file = folder / f"{cert_file.stem}-key.pem"
-    cert_file.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return cert_file, key_file
+    chain = [certificate] + ([authority[1]] if authority else [])
+    cert_file = write_certificate(folder / f"{secrets.token_hex(4)}-cert.pem", *chain)
+    return cert_file, write_key(folder / f"{cert_file.stem}-key.pem", key)
+
+
+def trust(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, authority: CA) -> None:
+    """This machine trusts ``authority`` (alone) for this test."""
+    trusted = write_certificate(tmp_path / "authorities.pem", authority[1])
+    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
 
 
 def serving_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
@@ -215,37 +144,23 @@ class Coturn:
             )
         )
         config.chmod(0o600)
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["turnserver", "-c", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"turnserver exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                for port in (self.port, self.tls_port) if tls else (self.port,):
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        pass
-                return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"turnserver not listening:\n{self.log.read_text()[-3000:]}")
+        ports = (self.port, self.tls_port) if tls else (self.port,)
+        self.process = start_turnserver(config, self.log, lambda: listening(ports))
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+        stop_turnserver(process)
+
+
+def listening(ports: tuple[int, ...]) -> bool:
+    """Whether something accepts TCP connections on each of ``ports`` on 127.0.0.1."""
+    try:
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+    except OSError:
+        return False
+    return True
 
 
 def free_udp_and_tcp_port() -> int:
@@ -306,12 +221,17 @@ def prepare_data(data: Path) -> None:
     asyncio.run(migrations.upgrade(settings.effective_database_url))
 
 
-@pytest.fixture
-def sound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A sound deployment that is not running: returns its data folder."""
+def clear_telecircle_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TELECIRCLE_ setting from this machine's environment (the tests' own stay)."""
     for name in list(os.environ):
         if name.startswith("TELECIRCLE_") and not name.startswith("TELECIRCLE_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def sound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A sound deployment that is not running: returns its data folder."""
+    clear_telecircle_environment(monkeypatch)
     data = tmp_path / "data"
     prepare_data(data)
     monkeypatch.setenv("TELECIRCLE_DATA_DIR", str(data))
@@ -336,28 +256,19 @@ def parse_report(out: str) -> Report:
     return report
 
 
-def doctor(capsys: pytest.CaptureFixture[str]) -> tuple[int, Report, str]:
-    code = main(["doctor"])
+def _answer(code: int, capsys: pytest.CaptureFixture[str]) -> tuple[int, Report, str]:
     out = capsys.readouterr().out
     print(out)  # shown when a test fails
     return code, parse_report(out), out
+
+
+def doctor(capsys: pytest.CaptureFixture[str]) -> tuple[int, Report, str]:
+    return _answer(main(["doctor"]), capsys)
 
 
 async def doctor_in_thread(capsys: pytest.CaptureFixture[str]) -> tuple[int, Report, str]:
     """The doctor beside a server running on this test's event loop."""
-    code = await asyncio.to_thread(main, ["doctor"])
-    out = capsys.readouterr().out
-    print(out)  # shown when a test fails
-    return code, parse_report(out), out
-
-
-@pytest.fixture
-async def https_site() -> AsyncIterator[list[web.AppRunner]]:
-    """Runners started by a test, cleaned up after it."""
-    runners: list[web.AppRunner] = []
-    yield runners
-    for runner in runners:
-        await runner.cleanup()
+    return _answer(await asyncio.to_thread(main, ["doctor"]), capsys)
 
 
 async def serve_tls(runners: list[web.AppRunner], context: ssl.SSLContext) -> int:
@@ -376,6 +287,29 @@ async def serve_tls(runners: list[web.AppRunner], context: ssl.SSLContext) -> in
     return port
 
 
+# Serves a certificate and key file at ``host``, makes that the public URL and runs the
+# doctor: its exit code, report and output, and the name of the served certificate's check.
+DoctorServed = Callable[[tuple[Path, Path], str], Awaitable[tuple[int, Report, str, str]]]
+
+
+@pytest.fixture
+async def doctor_served(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> AsyncIterator[DoctorServed]:
+    """See :data:`DoctorServed`; the HTTPS sites are stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def serve_and_ask(files: tuple[Path, Path], host: str) -> tuple[int, Report, str, str]:
+        port = await serve_tls(runners, serving_context(*files))
+        monkeypatch.setenv("TELECIRCLE_PUBLIC_URL", f"https://{host}:{port}")
+        code, report, out = await doctor_in_thread(capsys)
+        return code, report, out, f"Certificate served at {host}:{port}"
+
+    yield serve_and_ask
+    for runner in runners:
+        await runner.cleanup()
+
+
 # ---- the healthy deployment ------------------------------------------------------------
 
 
@@ -385,13 +319,9 @@ async def test_a_healthy_deployment_has_no_warning_and_exits_0(
     capsys: pytest.CaptureFixture[str],
     coturn_stopped: Coturn,
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("TELECIRCLE_") and not name.startswith("TELECIRCLE_TEST_"):
-            monkeypatch.delenv(name)
-    authority = make_authority()
-    trusted = tmp_path / "authorities.pem"
-    trusted.write_bytes(authority.certificate.public_bytes(serialization.Encoding.PEM))
-    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))  # this machine trusts the test CA
+    clear_telecircle_environment(monkeypatch)
+    authority = make_ca()
+    trust(monkeypatch, tmp_path, authority)
     cert_file, key_file = make_server_certificate(
         tmp_path / "tls", ("localhost", "127.0.0.1"), authority=authority
     )
@@ -512,24 +442,21 @@ async def test_an_expired_certificate_is_a_problem_in_the_file_and_where_served(
     sound: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    https_site: list[web.AppRunner],
+    doctor_served: DoctorServed,
 ) -> None:
-    cert_file, key_file = make_server_certificate(
+    files = make_server_certificate(
         tmp_path / "tls",
         ("localhost",),
-        authority=make_authority(),
+        authority=make_ca(),
         valid_from=-30 * DAY,
         valid_for=20 * DAY,
     )
-    use_certificate(monkeypatch, cert_file, key_file)
-    port = await serve_tls(https_site, serving_context(cert_file, key_file))
-    monkeypatch.setenv("TELECIRCLE_PUBLIC_URL", f"https://localhost:{port}")
-    code, report, out = await doctor_in_thread(capsys)
+    use_certificate(monkeypatch, *files)
+    code, report, out, served = await doctor_served(files, "localhost")
     assert code == 1, out
     status, message = report["TLS certificate file"]
     assert status == "PROBLEM" and "expired on" in message and "renew" in message
-    status, message = report[f"Certificate served at localhost:{port}"]
+    status, message = report[served]
     assert status == "PROBLEM" and "expired on" in message
 
 
@@ -540,7 +467,7 @@ def test_a_certificate_expiring_soon_is_a_warning(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     cert_file, key_file = make_server_certificate(
-        tmp_path / "tls", ("127.0.0.1",), authority=make_authority(), valid_for=6 * DAY
+        tmp_path / "tls", ("127.0.0.1",), authority=make_ca(), valid_for=6 * DAY
     )
     use_certificate(monkeypatch, cert_file, key_file)
     code, report, out = doctor(capsys)
@@ -554,60 +481,39 @@ async def test_a_certificate_for_another_name_is_a_problem(
     sound: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    https_site: list[web.AppRunner],
+    doctor_served: DoctorServed,
 ) -> None:
-    authority = make_authority()
-    trusted = tmp_path / "authorities.pem"
-    trusted.write_bytes(authority.certificate.public_bytes(serialization.Encoding.PEM))
-    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
-    cert_file, key_file = make_server_certificate(
+    authority = make_ca()
+    trust(monkeypatch, tmp_path, authority)
+    files = make_server_certificate(
         tmp_path / "tls", ("telecircle.example.org",), authority=authority
     )
-    use_certificate(monkeypatch, cert_file, key_file)
-    port = await serve_tls(https_site, serving_context(cert_file, key_file))
-    monkeypatch.setenv("TELECIRCLE_PUBLIC_URL", f"https://localhost:{port}")
-    code, report, out = await doctor_in_thread(capsys)
+    use_certificate(monkeypatch, *files)
+    code, report, out, served = await doctor_served(files, "localhost")
     assert code == 1, out
-    for check in ("TLS certificate file", f"Certificate served at localhost:{port}"):
+    for check in ("TLS certificate file", served):
         status, message = report[check]
         assert status == "PROBLEM", out
         assert "it is for telecircle.example.org, not for localhost" in message
 
 
 async def test_a_self_signed_certificate_is_a_warning(
-    sound: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    https_site: list[web.AppRunner],
+    sound: Path, tmp_path: Path, doctor_served: DoctorServed
 ) -> None:
-    cert_file, key_file = make_server_certificate(
-        tmp_path / "tls", ("localhost", "127.0.0.1"), authority=None
-    )
-    port = await serve_tls(https_site, serving_context(cert_file, key_file))
-    monkeypatch.setenv("TELECIRCLE_PUBLIC_URL", f"https://127.0.0.1:{port}")
-    code, report, out = await doctor_in_thread(capsys)
-    status, message = report[f"Certificate served at 127.0.0.1:{port}"]
+    files = make_server_certificate(tmp_path / "tls", ("localhost", "127.0.0.1"), authority=None)
+    code, report, out, served = await doctor_served(files, "127.0.0.1")
+    status, message = report[served]
     assert status == "WARNING" and "self-signed" in message, out
     assert report["Public URL"][0] == "OK", out
     assert code == 0, out
 
 
 async def test_a_certificate_from_an_unknown_authority_is_a_problem(
-    sound: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    https_site: list[web.AppRunner],
+    sound: Path, tmp_path: Path, doctor_served: DoctorServed
 ) -> None:
-    cert_file, key_file = make_server_certificate(
-        tmp_path / "tls", ("127.0.0.1",), authority=make_authority()
-    )
-    port = await serve_tls(https_site, serving_context(cert_file, key_file))
-    monkeypatch.setenv("TELECIRCLE_PUBLIC_URL", f"https://127.0.0.1:{port}")
-    code, report, out = await doctor_in_thread(capsys)
-    status, message = report[f"Certificate served at 127.0.0.1:{port}"]
+    files = make_server_certificate(tmp_path / "tls", ("127.0.0.1",), authority=make_ca())
+    code, report, out, served = await doctor_served(files, "127.0.0.1")
+    status, message = report[served]
     assert status == "PROBLEM" and "browsers will not trust it" in message, out
     assert code == 1
 
@@ -618,7 +524,7 @@ def test_a_key_that_others_can_read_or_that_is_not_the_certificates_is_a_problem
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    authority = make_authority()
+    authority = make_ca()
     cert_file, key_file = make_server_certificate(
         tmp_path / "tls", ("127.0.0.1",), authority=authority
     )

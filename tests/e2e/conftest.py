@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,10 @@ class Server:
     data_dir: Path
     log: Path
 
+    @property
+    def port(self) -> int:
+        return int(urllib.parse.urlsplit(self.base_url).port or 0)
+
     def setup_link(self) -> str:
         """The one-time first-run link the server printed when it started."""
         return wait_for_setup_link(self.log)
@@ -62,25 +68,94 @@ class Site:
     therapist: Clinic
 
 
-def _free_port() -> int:
+def free_port_on(address: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    what: str = "server",
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Until ``url`` answers 200 (over TLS trusting ``context`` if given); fails the test
+    with the tail of ``log`` if ``process`` (the ``what``) exits or never answers."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    pytest.fail(f"server not healthy after {READY_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+    pytest.fail(f"{what} not healthy after {READY_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` and wait for it (bounded; killed if it lingers)."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def running_server(
+    data_dir: Path,
+    host: str,
+    environment: Mapping[str, str],
+    *,
+    log: Path | None = None,
+    serve_args: Sequence[str] = (),
+) -> Iterator[Server]:
+    """``telecircle serve`` on ``host`` (a free port there) with ``data_dir``, this
+    process's environment plus ``environment`` (which may override the test defaults
+    below), and ``serve_args`` after the host and port; healthy before it is yielded,
+    stopped after. Its output goes to ``log`` (default: server.log in ``data_dir``)."""
+    port = free_port_on(host)
+    base_url = f"http://{host}:{port}"
+    log = log or data_dir / "server.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                *telecircle_command(),
+                "--data-dir",
+                str(data_dir),
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                *serve_args,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={
+                **os.environ,
+                # Every test browser opens its invite from the same address: more than
+                # the per-address limit meant for the public internet.
+                "TELECIRCLE_INVITE_REDEMPTIONS_PER_WINDOW": "1000",
+                **environment,
+                # The setup link is printed on stdout: no buffering, so it is in the log
+                # as soon as the server is up.
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+    try:
+        _wait_healthy(f"{base_url}/healthz", process, log)
+        yield Server(base_url=base_url, data_dir=data_dir, log=log)
+    finally:
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -99,47 +174,10 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("telecircle-data")
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                *telecircle_command(),
-                "--data-dir",
-                str(data_dir),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={
-                **os.environ,
-                # A short reconnect window so a vanished browser's seat frees within the test.
-                "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S),
-                # Every test browser opens its invite from 127.0.0.1: more than the
-                # per-address limit meant for the public internet.
-                "TELECIRCLE_INVITE_REDEMPTIONS_PER_WINDOW": "1000",
-                # The setup link is printed on stdout: no buffering, so it is in the log
-                # as soon as the server is up.
-                "PYTHONUNBUFFERED": "1",
-            },
-        )
-    try:
-        _wait_healthy(f"{base_url}/healthz", process, log)
-        yield Server(base_url=base_url, data_dir=data_dir, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    # A short reconnect window so a vanished browser's seat frees within the test.
+    environment = {"TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S)}
+    with running_server(tmp_path_factory.mktemp("telecircle-data"), "127.0.0.1", environment) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")

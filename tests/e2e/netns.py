@@ -7,7 +7,7 @@ runs inside through a wrapper executable (``ip netns exec NAMESPACE chromium "$@
 that Playwright launches like Chromium itself.
 
 Names are fixed, so a run that crashed leaves nothing the next run does not remove
-first (:meth:`PathCutLab.create`). Needs root and ``ip netns``; :func:`unavailable`
+first (:meth:`NamespaceLab.create`). Needs root and ``ip netns``; :func:`unavailable`
 says why not.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 NAMESPACE = "telecircle-cut"
@@ -37,14 +38,10 @@ def _ip(*args: str, namespace: str | None = None, check: bool = True) -> None:
     _run(["ip", *args], namespace, check)
 
 
-def unavailable() -> str | None:
-    """Why this machine cannot run the namespace tests, or None if it can."""
-    if os.geteuid() != 0:
-        return "cutting a browser's network needs root (network namespaces, veth)"
-    for tool in ("ip", "ss", "tc"):
-        if shutil.which(tool) is None:
-            return f"cutting a browser's network needs iproute2's `{tool}`"
-    probe = f"{NAMESPACE}-probe"
+def namespaces_refused(namespace: str) -> str | None:
+    """Why ``ip netns add`` fails here (tried with a probe named after ``namespace``),
+    or None if it works."""
+    probe = f"{namespace}-probe"
     try:
         _ip("netns", "add", probe)
     except (RuntimeError, subprocess.SubprocessError, OSError) as error:
@@ -53,25 +50,50 @@ def unavailable() -> str | None:
     return None
 
 
-class PathCutLab:
-    """The namespace, the veth pair and the Chromium wrapper."""
+def unavailable() -> str | None:
+    """Why this machine cannot run the namespace tests, or None if it can."""
+    if os.geteuid() != 0:
+        return "cutting a browser's network needs root (network namespaces, veth)"
+    for tool in ("ip", "ss", "tc"):
+        if shutil.which(tool) is None:
+            return f"cutting a browser's network needs iproute2's `{tool}`"
+    return namespaces_refused(NAMESPACE)
 
-    def __init__(self, chromium: Path, workdir: Path) -> None:
+
+@dataclass(frozen=True)
+class Veth:
+    """A namespace's name, its veth pair's two ends and their addresses."""
+
+    namespace: str
+    host_link: str
+    ns_link: str
+    host_address: str
+    ns_address: str
+    prefix: int = PREFIX
+
+
+class NamespaceLab:
+    """A namespace joined to the host by a veth pair (nothing else), and a wrapper
+    executable that runs Chromium inside it."""
+
+    def __init__(self, veth: Veth, chromium: Path, wrapper: Path) -> None:
+        self.veth = veth
         self.chromium = chromium
-        self.wrapper = workdir / "chromium-in-namespace"
+        self.wrapper = wrapper
 
     def create(self) -> None:
         self.remove()  # whatever a crashed run left behind
-        _ip("netns", "add", NAMESPACE)
-        _ip("link", "add", HOST_LINK, "type", "veth", "peer", "name", NS_LINK)
-        _ip("link", "set", NS_LINK, "netns", NAMESPACE)
-        _ip("addr", "add", f"{HOST_ADDRESS}/{PREFIX}", "dev", HOST_LINK)
-        _ip("link", "set", HOST_LINK, "up")
-        _ip("addr", "add", f"{NS_ADDRESS}/{PREFIX}", "dev", NS_LINK, namespace=NAMESPACE)
-        _ip("link", "set", NS_LINK, "up", namespace=NAMESPACE)
-        _ip("link", "set", "lo", "up", namespace=NAMESPACE)
+        v = self.veth
+        _ip("netns", "add", v.namespace)
+        _ip("link", "add", v.host_link, "type", "veth", "peer", "name", v.ns_link)
+        _ip("link", "set", v.ns_link, "netns", v.namespace)
+        _ip("addr", "add", f"{v.host_address}/{v.prefix}", "dev", v.host_link)
+        _ip("link", "set", v.host_link, "up")
+        _ip("addr", "add", f"{v.ns_address}/{v.prefix}", "dev", v.ns_link, namespace=v.namespace)
+        _ip("link", "set", v.ns_link, "up", namespace=v.namespace)
+        _ip("link", "set", "lo", "up", namespace=v.namespace)
         self.wrapper.write_text(
-            f'#!/bin/sh\nexec ip netns exec {NAMESPACE} "{self.chromium}" "$@"\n'
+            f'#!/bin/sh\nexec ip netns exec {v.namespace} "{self.chromium}" "$@"\n'
         )
         self.wrapper.chmod(0o755)
 
@@ -79,8 +101,25 @@ class PathCutLab:
         """Remove the namespace and the veth pair (either may be missing)."""
         # Deleting the host end deletes its peer; deleting the namespace deletes the
         # peer too if it is still inside.
-        _ip("link", "del", HOST_LINK, check=False)
-        _ip("netns", "del", NAMESPACE, check=False)
+        _ip("link", "del", self.veth.host_link, check=False)
+        _ip("netns", "del", self.veth.namespace, check=False)
+
+    def run_inside(self, *command: str) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` inside the namespace (bounded)."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.veth.namespace, *command],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+
+
+class PathCutLab(NamespaceLab):
+    """The namespace, the veth pair and the Chromium wrapper, and the cuts."""
+
+    def __init__(self, chromium: Path, workdir: Path) -> None:
+        veth = Veth(NAMESPACE, HOST_LINK, NS_LINK, HOST_ADDRESS, NS_ADDRESS)
+        super().__init__(veth, chromium, workdir / "chromium-in-namespace")
 
     def cut(self, silent: bool = False) -> None:
         """Nothing passes between the namespace and the host any more.

@@ -15,41 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
 import re
 import shutil
 import ssl
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser
 
+from tests.certs import issue, make_ca, spki_sha256_base64, write_certificate, write_key
 from tests.e2e.conftest import (
     RECONNECT_GRACE_S,
-    REPO,
     Server,
     Site,
-    _free_port,
     _wait_healthy,
-    telecircle_command,
+    free_port_on,
+    running_server,
+    stop_process,
 )
 from tests.e2e.room_page import CHROMIUM_ARGS, GREEN, RED, RGB, Browsers, eventually
 from tests.e2e.site import prepare_clinic
 from tests.e2e.test_room_browsers import open_room, patient_admitted
 from tests.test_deploy_files import nginx_test_config
-from tests.web.test_tls import issue, make_ca, spki_sha256_base64, write_certificate, write_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-READY_TIMEOUT_S = 60.0
 # The client's own loopback address, distinct from nginx's (127.0.0.1), so the test can
 # tell whose address the server recorded.
 CLIENT_ADDRESS = "127.0.0.9"
@@ -79,32 +74,6 @@ class Proxied:
         )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def _wait_tls(
-    url: str, context: ssl.SSLContext, process: subprocess.Popen[bytes], log: Path
-) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"nginx exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"nginx not answering after {READY_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[Proxied]:
     if not Path(NGINX).exists():
@@ -115,74 +84,60 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> It
     ca_file = write_certificate(folder / "ca.pem", ca[1])
     cert_file = write_certificate(folder / "fullchain.pem", certificate, ca[1])
     key_file = write_key(folder / "privkey.pem", key)
-    backend_port, https_port, http_port = _free_port(), _free_port(), _free_port()
+    https_port, http_port = free_port_on(), free_port_on()
     public_url = f"https://127.0.0.1:{https_port}"
-    data_dir = folder / "data"
-    server_log = folder / "server.log"
-    with server_log.open("wb") as output:
-        server = subprocess.Popen(
-            [
-                *telecircle_command(),
-                "--data-dir",
-                str(data_dir),
-                "serve",
-                "--host",
+    environment = {
+        "TELECIRCLE_TRUSTED_PROXIES": "127.0.0.1",
+        "TELECIRCLE_SECURE_COOKIES": "true",
+        "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S),
+    }
+    with ExitStack() as stack:
+        backend = stack.enter_context(
+            running_server(
+                folder / "data",
                 "127.0.0.1",
-                "--port",
-                str(backend_port),
-                "--public-url",
-                public_url,
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={
-                **os.environ,
-                "TELECIRCLE_TRUSTED_PROXIES": "127.0.0.1",
-                "TELECIRCLE_SECURE_COOKIES": "true",
-                "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S),
-                "TELECIRCLE_INVITE_REDEMPTIONS_PER_WINDOW": "1000",
-                "PYTHONUNBUFFERED": "1",
-            },
+                environment,
+                log=folder / "server.log",
+                serve_args=("--public-url", public_url),
+            )
         )
-    prefix = folder / "nginx"
-    nginx_conf = nginx_test_config(
-        prefix,
-        upstream_port=backend_port,
-        https_port=https_port,
-        http_port=http_port,
-        cert_file=cert_file,
-        key_file=key_file,
-    )
-    nginx_log = prefix / "logs" / "nginx.out"
-    nginx: subprocess.Popen[bytes] | None = None
-    try:
-        _wait_healthy(f"http://127.0.0.1:{backend_port}/healthz", server, server_log)
-        with nginx_log.open("wb") as output:
+        prefix = folder / "nginx"
+        nginx_conf = nginx_test_config(
+            prefix,
+            upstream_port=backend.port,
+            https_port=https_port,
+            http_port=http_port,
+            cert_file=cert_file,
+            key_file=key_file,
+        )
+        with (prefix / "logs" / "nginx.out").open("wb") as output:
             nginx = subprocess.Popen(
                 [NGINX, "-p", str(prefix), "-c", str(nginx_conf), "-g", "daemon off;"],
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
+        stack.callback(stop_process, nginx)
         context = ssl.create_default_context(cafile=str(ca_file))
-        _wait_tls(f"{public_url}/healthz", context, nginx, prefix / "logs" / "error.log")
+        _wait_healthy(
+            f"{public_url}/healthz",
+            nginx,
+            prefix / "logs" / "error.log",
+            what="nginx",
+            context=context,
+        )
         # The site's pages are walked with urllib (tests/e2e/site.py), which verifies
         # with the default context: make it trust the test CA.
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("SSL_CERT_FILE", str(ca_file))
-            admin, therapist = prepare_clinic(public_url, server_log)
+            admin, therapist = prepare_clinic(public_url, backend.log)
             yield Proxied(
-                site=Site(Server(public_url, data_dir, server_log), admin, therapist),
+                site=Site(Server(public_url, backend.data_dir, backend.log), admin, therapist),
                 https_port=https_port,
                 http_port=http_port,
                 ca_file=ca_file,
                 spki=spki_sha256_base64(certificate),
                 nginx_logs=prefix / "logs",
             )
-    finally:
-        if nginx is not None:
-            _stop(nginx)
-        _stop(server)
 
 
 class TrustingBrowsers(Browsers):

@@ -21,8 +21,6 @@ The recovery times after the path returns are printed (never asserted).
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Server, Site, _wait_healthy, telecircle_command
+from tests.e2e.conftest import Server, Site, running_server
 from tests.e2e.netns import HOST_ADDRESS, PathCutLab, unavailable
 from tests.e2e.room_page import (
     BLUE,
@@ -92,52 +90,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterat
 def server(tmp_path_factory: pytest.TempPathFactory, lab: PathCutLab) -> Iterator[Server]:
     """The server on the veth's host address (overrides conftest's, which is on
     127.0.0.1): reachable from the host and from inside the namespace."""
-    data_dir = tmp_path_factory.mktemp("telecircle-data")
-    port = free_port_on(HOST_ADDRESS)
-    base_url = f"http://{HOST_ADDRESS}:{port}"
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                *telecircle_command(),
-                "--data-dir",
-                str(data_dir),
-                "serve",
-                "--host",
-                HOST_ADDRESS,
-                "--port",
-                str(port),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={
-                **os.environ,
-                "TELECIRCLE_ICE_HOST_ADDRESSES": f"{HOST_ADDRESS},127.0.0.1",
-                "TELECIRCLE_SOCKET_PING_INTERVAL": str(PING_INTERVAL_S),
-                "TELECIRCLE_SOCKET_PING_TIMEOUT": str(PING_TIMEOUT_S),
-                "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S),
-                "TELECIRCLE_INVITE_REDEMPTIONS_PER_WINDOW": "1000",
-                "PYTHONUNBUFFERED": "1",
-            },
-        )
-    try:
-        _wait_healthy(f"{base_url}/healthz", process, log)
-        yield Server(base_url=base_url, data_dir=data_dir, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def free_port_on(address: str) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
+    environment = {
+        "TELECIRCLE_ICE_HOST_ADDRESSES": f"{HOST_ADDRESS},127.0.0.1",
+        "TELECIRCLE_SOCKET_PING_INTERVAL": str(PING_INTERVAL_S),
+        "TELECIRCLE_SOCKET_PING_TIMEOUT": str(PING_TIMEOUT_S),
+        "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S),
+    }
+    with running_server(
+        tmp_path_factory.mktemp("telecircle-data"), HOST_ADDRESS, environment
+    ) as up:
+        yield up
 
 
 def browser_args(base_url: str) -> list[str]:

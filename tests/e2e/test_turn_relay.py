@@ -24,10 +24,8 @@ and nothing else (403 for any other peer).
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -39,7 +37,7 @@ from aioice import stun
 from aioice.turn import TurnTransport, create_turn_endpoint
 
 from telecircle.services.turn import TurnCredentialIssuer, TurnCredentials
-from tests.e2e.conftest import CHROMIUM, Server, Site, _wait_healthy, telecircle_command
+from tests.e2e.conftest import CHROMIUM, Server, Site, running_server
 from tests.e2e.room_page import (
     BLUE,
     CHROMIUM_ARGS,
@@ -56,7 +54,6 @@ from tests.e2e.turn_lab import (
     TURNS_PORT,
     Coturn,
     PatientNetwork,
-    free_port_on,
     unavailable,
 )
 
@@ -147,43 +144,15 @@ def server(
     """The server's web side on the veth's host address (reachable from the patient's
     network, for signalling), its media on 127.0.0.1 (not), TURN configured."""
     _, coturn = network
-    data_dir = tmp_path_factory.mktemp("telecircle-data")
-    port = free_port_on(HOST_ADDRESS)
-    base_url = f"http://{HOST_ADDRESS}:{port}"
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                *telecircle_command(),
-                "--data-dir",
-                str(data_dir),
-                "serve",
-                "--host",
-                HOST_ADDRESS,
-                "--port",
-                str(port),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={
-                **os.environ,
-                "TELECIRCLE_ICE_HOST_ADDRESSES": "127.0.0.1",
-                "TELECIRCLE_TURN_URLS": coturn.url,
-                "TELECIRCLE_TURN_SECRET": turn_secret,
-                "TELECIRCLE_INVITE_REDEMPTIONS_PER_WINDOW": "1000",
-                "PYTHONUNBUFFERED": "1",
-            },
-        )
-    try:
-        _wait_healthy(f"{base_url}/healthz", process, log)
-        yield Server(base_url=base_url, data_dir=data_dir, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    environment = {
+        "TELECIRCLE_ICE_HOST_ADDRESSES": "127.0.0.1",
+        "TELECIRCLE_TURN_URLS": coturn.url,
+        "TELECIRCLE_TURN_SECRET": turn_secret,
+    }
+    with running_server(
+        tmp_path_factory.mktemp("telecircle-data"), HOST_ADDRESS, environment
+    ) as up:
+        yield up
 
 
 def browser_args(base_url: str, loopback: bool = True) -> list[str]:

@@ -28,13 +28,15 @@ import shutil
 import socket
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
+
+from tests.certs import new_key, write_certificate, write_key
+from tests.coturn import start_turnserver, stop_turnserver
+from tests.e2e.netns import NamespaceLab, Veth, namespaces_refused
 
 NAMESPACE = "telecircle-turn"
 HOST_LINK, NS_LINK = "tcturn0", "tcturn1"
@@ -49,21 +51,11 @@ SAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "coturn" / "tur
 # the server's own ICE sockets there.
 RELAY_PORTS = (61000, 61199)
 REALM = "telecircle.test"
-COMMAND_TIMEOUT_S = 10
-READY_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 10.0
 
 # STUN (RFC 5389): a Binding request, and the magic cookie every message carries.
 STUN_BINDING_REQUEST = 0x0001
 STUN_BINDING_SUCCESS = 0x0101
 STUN_MAGIC_COOKIE = 0x2112A442
-
-
-def _ip(*args: str, namespace: str | None = None, check: bool = True) -> None:
-    command = ["ip", *args] if namespace is None else ["ip", "-n", namespace, *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
 
 
 def unavailable() -> str | None:
@@ -74,50 +66,15 @@ def unavailable() -> str | None:
         return "a patient network that reaches only the relay needs root (namespaces, veth)"
     if shutil.which("ip") is None:
         return "a patient network needs iproute2's `ip`: apt-get install iproute2"
-    probe = f"{NAMESPACE}-probe"
-    try:
-        _ip("netns", "add", probe)
-    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
-        return f"`ip netns add` failed here: {error}"
-    _ip("netns", "del", probe, check=False)
-    return None
+    return namespaces_refused(NAMESPACE)
 
 
-class PatientNetwork:
+class PatientNetwork(NamespaceLab):
     """The namespace, the veth pair, and a Chromium wrapper that runs inside."""
 
     def __init__(self, chromium: Path, workdir: Path) -> None:
-        self.chromium = chromium
-        self.wrapper = workdir / "chromium-in-patient-network"
-
-    def create(self) -> None:
-        self.remove()  # whatever a crashed run left behind
-        _ip("netns", "add", NAMESPACE)
-        _ip("link", "add", HOST_LINK, "type", "veth", "peer", "name", NS_LINK)
-        _ip("link", "set", NS_LINK, "netns", NAMESPACE)
-        _ip("addr", "add", f"{HOST_ADDRESS}/{PREFIX}", "dev", HOST_LINK)
-        _ip("link", "set", HOST_LINK, "up")
-        _ip("addr", "add", f"{NS_ADDRESS}/{PREFIX}", "dev", NS_LINK, namespace=NAMESPACE)
-        _ip("link", "set", NS_LINK, "up", namespace=NAMESPACE)
-        _ip("link", "set", "lo", "up", namespace=NAMESPACE)
-        self.wrapper.write_text(
-            f'#!/bin/sh\nexec ip netns exec {NAMESPACE} "{self.chromium}" "$@"\n'
-        )
-        self.wrapper.chmod(0o755)
-
-    def remove(self) -> None:
-        """Remove the namespace and the veth pair (either may be missing)."""
-        _ip("link", "del", HOST_LINK, check=False)
-        _ip("netns", "del", NAMESPACE, check=False)
-
-    def run_inside(self, *command: str) -> subprocess.CompletedProcess[str]:
-        """Run ``command`` inside the patient's network (bounded)."""
-        return subprocess.run(
-            ["ip", "netns", "exec", NAMESPACE, *command],
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
-        )
+        veth = Veth(NAMESPACE, HOST_LINK, NS_LINK, HOST_ADDRESS, NS_ADDRESS, PREFIX)
+        super().__init__(veth, chromium, workdir / "chromium-in-patient-network")
 
 
 def coturn_config(sample: str, workdir: Path, secret: str, cert: Path, key: Path) -> str:
@@ -168,9 +125,9 @@ def coturn_config(sample: str, workdir: Path, secret: str, cert: Path, key: Path
     return "\n".join(lines) + "\n"
 
 
-def write_certificate(workdir: Path) -> tuple[Path, Path]:
+def write_turn_certificate(workdir: Path) -> tuple[Path, Path]:
     """A self-signed certificate for ``HOST_ADDRESS`` (TURN over TLS), and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, REALM)])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
@@ -187,17 +144,10 @@ def write_certificate(workdir: Path) -> tuple[Path, Path]:
         )
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = workdir / "turn-cert.pem", workdir / "turn-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    return (
+        write_certificate(workdir / "turn-cert.pem", certificate),
+        write_key(workdir / "turn-key.pem", key),
     )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 class Coturn:
@@ -217,44 +167,19 @@ class Coturn:
         return f"turn:{HOST_ADDRESS}:{TURN_PORT}?transport=udp"
 
     def start(self) -> None:
-        self.cert, key = write_certificate(self.workdir)
+        self.cert, key = write_turn_certificate(self.workdir)
         sample = SAMPLE_CONFIG.read_text(encoding="utf-8")
         self.config.write_text(coturn_config(sample, self.workdir, self.secret, self.cert, key))
         self.config.chmod(0o600)  # it holds the shared secret
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["turnserver", "-c", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self) -> None:
-        """Until coturn answers a STUN Binding request on its listening address."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"turnserver exited:\n{self.log.read_text()[-3000:]}")
-            if stun_binding_answered((HOST_ADDRESS, TURN_PORT), timeout=0.5):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"turnserver not answering:\n{self.log.read_text()[-3000:]}")
+        self.process = start_turnserver(
+            self.config,
+            self.log,
+            lambda: stun_binding_answered((HOST_ADDRESS, TURN_PORT), timeout=0.5),
+        )
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+        stop_turnserver(process)
 
 
 def stun_binding_answered(address: tuple[str, int], timeout: float) -> bool:
@@ -276,9 +201,3 @@ def stun_binding_answered(address: tuple[str, int], timeout: float) -> bool:
         and cookie == STUN_MAGIC_COOKIE
         and answer[8:20] == (transaction)
     )
-
-
-def free_port_on(address: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])

@@ -4,11 +4,9 @@ certificate made on first run and reused, the page that explains how to trust it
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import http.client
-import ipaddress
 import os
 import re
 import ssl
@@ -24,9 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from telecircle.config import ConfigError, Settings, load_settings
 from telecircle.web import certificate_page
@@ -40,120 +36,12 @@ from telecircle.web.tls import (
     self_signed_files,
     server_ssl_context,
 )
+from tests.certs import CA, issue, make_ca, new_key, write_certificate, write_key
 from tests.conftest import free_port
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
 REPO = Path(__file__).resolve().parents[2]
-# A test CA (or any key and certificate pair).
-CA = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
-
-
-# ---- test certificates (a test CA and the certificates it issues) ----------------------
-
-
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def make_ca(
-    common_name: str = "Telecircle test CA",
-) -> CA:
-    key = new_key()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - DAY)
-        .not_valid_after(NOW + 30 * DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, certificate
-
-
-def issue(
-    ca: CA,
-    names: tuple[str, ...] = ("127.0.0.1", "localhost"),
-    *,
-    not_before: datetime.datetime = NOW - DAY,
-    not_after: datetime.datetime = NOW + 10 * DAY,
-) -> CA:
-    """A server certificate for ``names`` signed by the test CA."""
-    ca_key, ca_cert = ca
-    key = new_key()
-    alternative: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            alternative.append(x509.DNSName(name))
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, certificate
-
-
-def write_certificate(path: Path, *chain: x509.Certificate) -> Path:
-    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-    return path
-
-
-def write_key(
-    path: Path, key: ec.EllipticCurvePrivateKey, mode: int = 0o600, passphrase: bytes = b""
-) -> Path:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase)
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    )
-    path.chmod(mode)
-    return path
-
-
-def spki_sha256_base64(certificate: x509.Certificate) -> str:
-    """The certificate's public key hash, as Chromium's --ignore-certificate-errors-spki-list
-    takes it."""
-    spki = certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(spki)
-    return base64.b64encode(digest.finalize()).decode()
 
 
 # ---- configured certificate and key files ----------------------------------------------
