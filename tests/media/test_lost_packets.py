@@ -162,18 +162,27 @@ def count_nacks(peer: SyntheticPeer, nacked: list[int]) -> None:
     sender._handle_rtcp_packet = handle_rtcp
 
 
+async def watching(
+    room: MediaRoom, events: RoomEvents, publisher: SyntheticPeer, viewer: SyntheticPeer
+) -> str:
+    """Publish, subscribe the viewer to the publisher, and wait for its first keyframe;
+    the mid of the publisher's video at the viewer."""
+    await publisher.publish(room)
+    await viewer.subscribe(room, slot_count=1)
+    room.set_audiences(everyone_sees_everyone([publisher.pid, viewer.pid]))
+    await wait_until(lambda: viewer.pid in events.slots)
+    mid = viewer.mids_of(events.slots[viewer.pid], publisher.pid)[1]
+    await wait_until(lambda: viewer.received.keyframes[mid] >= 1)
+    return mid
+
+
 async def test_the_sfu_asks_again_when_a_retransmission_is_lost(
     room: MediaRoom, events: RoomEvents, media_library: list[EncodedMedia]
 ) -> None:
     publisher = SyntheticPeer("pub", media_library[0])
     viewer = SyntheticPeer("viewer", media_library[1])
     try:
-        await publisher.publish(room)
-        await viewer.subscribe(room, slot_count=1)
-        room.set_audiences(everyone_sees_everyone([publisher.pid, viewer.pid]))
-        await wait_until(lambda: viewer.pid in events.slots)
-        mid = viewer.mids_of(events.slots[viewer.pid], publisher.pid)[1]
-        await wait_until(lambda: viewer.received.keyframes[mid] >= 1)
+        mid = await watching(room, events, publisher, viewer)
         nacked: list[int] = []
         count_nacks(publisher, nacked)
         chosen = drop_sends_of_one_video_packet(publisher, times=2)
@@ -199,12 +208,7 @@ async def test_a_packet_that_never_comes_is_given_up_for_a_keyframe(
     publisher = SyntheticPeer("pub", media_library[2])
     viewer = SyntheticPeer("viewer", media_library[3])
     try:
-        await publisher.publish(room)
-        await viewer.subscribe(room, slot_count=1)
-        room.set_audiences(everyone_sees_everyone([publisher.pid, viewer.pid]))
-        await wait_until(lambda: viewer.pid in events.slots)
-        mid = viewer.mids_of(events.slots[viewer.pid], publisher.pid)[1]
-        await wait_until(lambda: viewer.received.keyframes[mid] >= 1)
+        await watching(room, events, publisher, viewer)
         assert publisher.video_track is not None
         keyframes_before = publisher.video_track.keyframes_requested
         nacked: list[int] = []
