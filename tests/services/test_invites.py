@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -383,6 +383,44 @@ async def test_a_removed_listener_is_not_called(h: Harness) -> None:
     await h.invites.redeem(token, ADDRESS)
     assert len(await h.invites.revoke(h.therapist_id, invite_id, ADDRESS)) == 1
     assert heard == []
+
+
+async def test_a_step_before_the_listeners_finds_the_link_already_withdrawn(h: Harness) -> None:
+    """A removal announced between the withdrawal and its listeners (the facilitator's
+    "remove and withdraw the link"): a reload there is already refused, and the
+    listeners (which end seats as "link withdrawn") come after the removal."""
+    order: list[str] = []
+
+    async def listener(pass_ids: Sequence[str]) -> None:
+        order.append("listeners")
+
+    h.invites.add_revocation_listener(listener)
+    invite, token = await h.invites.create_group(h.therapist_id, h.room_id, None, ADDRESS)
+    group_pass = await h.invites.redeem(token, ADDRESS)
+    invite_id, personal_token = await _personal(h)
+    personal = await h.invites.redeem(personal_token, ADDRESS)
+
+    def removal(secret: str) -> Callable[[], Awaitable[None]]:
+        async def remove() -> None:
+            assert await h.invites.authenticate_pass(secret) is None
+            order.append("removed")
+
+        return remove
+
+    await h.invites.revoke_pass(
+        h.therapist_id, group_pass.pass_record.id, before_listeners=removal(group_pass.secret)
+    )
+    assert order == ["removed", "listeners"]
+    await h.invites.revoke(
+        h.therapist_id, invite_id, ADDRESS, before_listeners=removal(personal.secret)
+    )
+    assert order == ["removed", "listeners"] * 2
+    # Already withdrawn: the step still runs; the listeners hear nothing new.
+    await h.invites.revoke_pass(
+        h.therapist_id, group_pass.pass_record.id, before_listeners=removal(group_pass.secret)
+    )
+    assert order == ["removed", "listeners"] * 2 + ["removed"]
+    assert invite.id != invite_id
 
 
 # -------------------------------------------------------------------------- consent

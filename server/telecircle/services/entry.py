@@ -15,7 +15,7 @@ from telecircle.domain.ids import RoomCode, RoomId
 from telecircle.domain.model import SeatRole
 from telecircle.services.accounts import AccountService
 from telecircle.services.checkins import CheckIn, CheckIns
-from telecircle.services.invites import InviteService
+from telecircle.services.invites import BeforeListeners, InviteService
 from telecircle.services.rooms import Entrant, NoSuchRoom
 from telecircle.storage import org_store, stores
 from telecircle.storage.database import Database
@@ -115,14 +115,22 @@ class EntryPolicy:
             )
         raise NotAllowed("You cannot join this group with this link.")
 
-    async def withdraw(self, key: str, actor: str | None) -> None:
+    async def withdraw(
+        self, key: str, actor: str | None, *, before_listeners: BeforeListeners | None = None
+    ) -> None:
         """Withdraw the link behind a seat key: a personal invite, or one pass of a
-        group link (the rest of the group keeps theirs)."""
+        group link (the rest of the group keeps theirs). ``before_listeners`` runs once
+        the withdrawal is committed (or when the key holds no link), before the
+        withdrawal's listeners end the seats the link holds: a removal announced there
+        ends the seat with its own reason, and a reload in between already finds the
+        link withdrawn."""
         kind, _, ident = key.partition(":")
         if kind == "invite":
-            await self._invites.revoke(actor or "", ident, None)
+            await self._invites.revoke(actor or "", ident, None, before_listeners=before_listeners)
         elif kind == "pass":
-            await self._invites.revoke_pass(actor, ident)
+            await self._invites.revoke_pass(actor, ident, before_listeners=before_listeners)
+        elif before_listeners is not None:
+            await before_listeners()
         self._check_ins.forget(key)
 
     def check_in(self, key: str) -> CheckIn | None:

@@ -52,10 +52,13 @@ MAX_NAME_LENGTH = 200
 LISTENER_TIMEOUT = 5.0
 
 RevocationListener = Callable[[Sequence[str]], Awaitable[None]]
+# A step run once a revocation is committed, before its listeners hear of it.
+BeforeListeners = Callable[[], Awaitable[None]]
 
 __all__ = [
     "MAX_GROUP_PASSES",
     "AuditSink",
+    "BeforeListeners",
     "ConsentRecord",
     "InvalidName",
     "InviteExhausted",
@@ -311,10 +314,18 @@ class InviteService:
         """The room's invites, newest first, with their live pass counts."""
         return await store.list_invites(self._db, room_id, self._now())
 
-    async def revoke(self, actor_id: str, invite_id: str, address: str | None) -> list[str]:
+    async def revoke(
+        self,
+        actor_id: str,
+        invite_id: str,
+        address: str | None,
+        *,
+        before_listeners: BeforeListeners | None = None,
+    ) -> list[str]:
         """Withdraw the invite and every pass it issued; the ids of the passes revoked
-        now (empty when it was already revoked). Listeners then hear of those passes.
-        Raises :class:`InviteNotFound`."""
+        now (empty when it was already revoked). ``before_listeners`` (if given) then
+        runs, whatever was revoked, and then listeners hear of those passes.
+        Raises :class:`InviteNotFound` (``before_listeners`` not run)."""
         try:
             revoked = await store.revoke_invite(self._db, invite_id, self._now())
         except store.UnknownInvite:
@@ -326,16 +337,29 @@ class InviteService:
             address=address,
             details={"passes_revoked": len(revoked)},
         )
+        if before_listeners is not None:
+            await before_listeners()
         if revoked:
             await self._notify_revoked(revoked)
         return revoked
 
-    async def revoke_pass(self, actor_id: str | None, pass_id: str) -> None:
-        """Withdraw one pass (a patient of a group link removed from the session)."""
-        if await store.revoke_pass(self._db, pass_id, self._now()):
+    async def revoke_pass(
+        self,
+        actor_id: str | None,
+        pass_id: str,
+        *,
+        before_listeners: BeforeListeners | None = None,
+    ) -> None:
+        """Withdraw one pass (a patient of a group link removed from the session);
+        ``before_listeners`` as for :meth:`revoke`."""
+        revoked = await store.revoke_pass(self._db, pass_id, self._now())
+        if revoked:
             await self._audit.record(
                 "invite_revoked", actor=actor_id, target=None, details={"pass_id": pass_id}
             )
+        if before_listeners is not None:
+            await before_listeners()
+        if revoked:
             await self._notify_revoked([pass_id])
 
     def add_revocation_listener(self, listener: RevocationListener) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -780,7 +780,14 @@ class SignallingServer:
             # The ender's seat ends with everyone's; their notice follows this ack.
             self._ending.add(pid)
         try:
-            await rooms.control(code, pid, command)
+            if revoke and key is not None:
+
+                async def remove() -> None:
+                    await rooms.control(code, pid, command)
+
+                await self._withdraw_and_remove(key, connection, remove)
+            else:
+                await rooms.control(code, pid, command)
         finally:
             self._ending.discard(pid)
             if isinstance(command, EndSession) and connection.participant_id is None:
@@ -794,14 +801,30 @@ class SignallingServer:
         if event not in ("raise_hand", "need_moment"):
             audited = None if event == "clear_moment" else target
             await self._record(connection, event, audited, code)
-        if revoke and key is not None:
-            await self._revoke(key, connection)
         return acks.ok(m.Empty())
 
-    async def _revoke(self, key: str, connection: Connection) -> None:
-        """Withdraw the link a removed patient came in with (a group link's pass only)."""
-        if self._entry is not None:
-            await self._entry.withdraw(key, connection.principal.user_id)
+    async def _withdraw_and_remove(
+        self, key: str, connection: Connection, removal: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Withdraw the link a removed patient came in with (a group link's pass only),
+        then remove them: a reload between the two already finds the link withdrawn,
+        and the seat still ends as "removed" (not "link withdrawn"). Should the
+        withdrawal fail, the removal happens all the same and the error is raised."""
+        removed = False
+
+        async def remove() -> None:
+            nonlocal removed
+            removed = True
+            await removal()
+
+        try:
+            if self._entry is not None:
+                await self._entry.withdraw(
+                    key, connection.principal.user_id, before_listeners=remove
+                )
+        finally:
+            if not removed:
+                await removal()
 
     async def _record(
         self,
