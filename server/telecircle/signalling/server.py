@@ -1027,12 +1027,20 @@ class SignallingServer:
             await self.sio.eio.disconnect(eio_sid)
 
     async def _close_client(self, sid: ConnectionId, *, restarting: bool) -> None:
-        if restarting:
-            await self._drop_transport(sid)
-            return
-        closed = m.ClosedEvent(reason="server_shutdown", message="The server is restarting.")
-        await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
-        await self.sio.disconnect(sid)
+        connection = self._connections.get(sid)
+        guard = connection.transport if connection is not None else None
+        try:
+            if restarting:
+                await self._drop_transport(sid)
+                return
+            closed = m.ClosedEvent(reason="server_shutdown", message="The server is restarting.")
+            await self.sio.emit("closed", closed.model_dump(mode="json"), to=sid)
+            await self.sio.disconnect(sid)
+        finally:
+            # Engine.io's goodbye leaves the websocket open until the client closes it
+            # (aiohttp then waits the whole shutdown timeout for it): end it here.
+            if guard is not None:
+                guard.hang_up()
 
     def _emit_soon(self, name: str, event: BaseModel, sid: ConnectionId) -> None:
         # Called from synchronous media callbacks: schedule the emit. Emits to one sid are

@@ -101,6 +101,18 @@ class TransportGuard:
         self._stage = _Stage.OPEN
         self._deadline: float | None = clock.now() + limits.connect_timeout
         self._on_close: Callable[[str], None] | None = None
+        self._hang_up: Callable[[], None] | None = None
+
+    def on_hang_up(self, hang_up: Callable[[], None]) -> None:
+        """How :meth:`hang_up` ends the websocket (set by the websocket itself)."""
+        self._hang_up = hang_up
+
+    def hang_up(self) -> None:
+        """Close the websocket's TCP connection once what is written has gone out: the
+        server is going away and has said what it had to (a client that does not close
+        its end would otherwise hold the shutdown for its whole timeout)."""
+        if self._hang_up is not None:
+            self._hang_up()
 
     def connected(self, on_close: Callable[[str], None]) -> None:
         """The socket.io connection was accepted; ``on_close(reason)`` is called if the
@@ -175,6 +187,7 @@ class GuardedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         if not isinstance(request, web.BaseRequest):
             raise RuntimeError("engine.io's environ holds no aiohttp request")
         self._request = request
+        self.guard.on_hang_up(self._hang_up)
         sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, autoping=False)
         self._sock = sock  # upstream's send() and close() use it
         await sock.prepare(request)
@@ -231,6 +244,12 @@ class GuardedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             if not isinstance(data, (bytes, str)):
                 raise OSError()
             return data, guard.screen(data)
+
+    def _hang_up(self) -> None:
+        """Close the TCP connection after what is queued for it (nothing if closed)."""
+        transport = self._request.transport if self._request is not None else None
+        if transport is not None:
+            transport.close()
 
     def _abort(self) -> None:
         """Cut the TCP connection (nothing if it is closed). aiohttp 3.14's close
