@@ -18,6 +18,7 @@ import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection, rtcrtpreceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
@@ -41,7 +42,25 @@ async def test_receiver_and_sender_internals_exist() -> None:
         for name in aiortc_tap.SENDER_NAMES:
             assert hasattr(transceiver.sender, name), name
         assert hasattr(transceiver, "_codecs")
-        assert hasattr(RTCDtlsTransport, aiortc_tap.TRANSPORT_SEND_RTP)
+        # The fast send path does what _send_rtp does, with the same internals.
+        dtls = transceiver.sender.transport
+        for name in (aiortc_tap.DTLS_STATE, aiortc_tap.DTLS_TX_SRTP):
+            assert hasattr(dtls, name), name
+        connection = getattr(dtls.transport, aiortc_tap.ICE_CONNECTION)
+        assert isinstance(connection, aioice.ice.Connection)
+        assert getattr(connection, aiortc_tap.ICE_NOMINATED) == {}
+        send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+        assert "self._state != State.CONNECTED" in send_rtp
+        assert "data = self._tx_srtp.protect(data)" in send_rtp
+        assert "await self.transport._send(data)" in send_rtp
+        assert "self._send = self._connection.send" in inspect.getsource(RTCIceTransport)
+        assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+        assert "active_pair = self._nominated.get(component)" in inspect.getsource(
+            aioice.ice.Connection.sendto
+        )
+        assert "self.transport.sendto(data, addr)" in inspect.getsource(
+            aioice.ice.StunProtocol.send_data
+        )
         # The decoder thread reads the queue with a bare get() and stops on None.
         worker = inspect.getsource(rtcrtpreceiver.decoder_worker)
         assert "input_q.get()" in worker and "if task is None" in worker

@@ -10,11 +10,31 @@ import pytest
 from telecircle.domain.model import TrackKind, TrackRef
 from telecircle.media.room import MediaRoom
 from telecircle.media.settings import MediaSettings
+from telecircle.media.subscriber import PACKET_BYTES
 
 from .conftest import RoomEvents
 from .peer import EncodedMedia, SyntheticPeer, wait_until
 
 QUEUE = 16
+LIMIT = QUEUE * PACKET_BYTES
+MAX_DATAGRAM = 1500
+
+
+class BlockedSocket:
+    """A datagram transport whose socket takes nothing: what is sent stays buffered."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.buffered = 0
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self.buffered += len(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return bool(self.real.is_closing())
 
 
 @pytest.fixture
@@ -29,7 +49,6 @@ async def test_stalled_subscriber_does_not_slow_others(
     healthy = SyntheticPeer("healthy", media_library[3])
     stalled = SyntheticPeer("stalled", media_library[4])
     peers = [publisher, healthy, stalled]
-    gate = asyncio.Event()
     try:
         await publisher.publish(room)
         for viewer in (healthy, stalled):
@@ -39,18 +58,16 @@ async def test_stalled_subscriber_does_not_slow_others(
         mids = healthy.slot_mids[0]
         await wait_until(lambda: all(v.received.packets[mids[1]] >= 3 for v in (healthy, stalled)))
 
-        # Stall the stalled subscriber's server side at the lowest seam: its DTLS transport
-        # stops sending (as if the socket blocked), so its drain task stops draining.
+        # Stall the stalled subscriber's server side at the lowest seam: its socket stops
+        # taking datagrams, so they pile up in the transport's buffer (as asyncio's do when
+        # the kernel refuses them).
         subscriber = room._subscribers[stalled.pid]
-        transport: Any = subscriber.connection.pc.getTransceivers()[0].sender.transport
-
-        async def blocked_send(data: bytes) -> None:
-            async with asyncio.timeout(60):
-                await gate.wait()
-
-        transport._send_rtp = blocked_send
+        dtls: Any = subscriber.connection.pc.getTransceivers()[0].sender.transport
+        protocol = dtls.transport._connection._nominated[1].protocol
+        blocked = BlockedSocket(protocol.transport)
+        protocol.transport = blocked
         await wait_until(lambda: subscriber.dropped > 0)
-        assert len(subscriber._queue) <= QUEUE
+        assert blocked.get_write_buffer_size() <= LIMIT + MAX_DATAGRAM
 
         def sent() -> int:
             assert publisher.audio_track and publisher.video_track
@@ -64,15 +81,13 @@ async def test_stalled_subscriber_does_not_slow_others(
         await asyncio.sleep(0.3)  # packets sent in the window reach the healthy peer
         # Allow for the packets in flight when the window opened.
         assert got() - got_before >= sent() - sent_before - 8
-        assert len(subscriber._queue) <= QUEUE
+        assert blocked.get_write_buffer_size() <= LIMIT + MAX_DATAGRAM
 
         # Released: the stalled subscriber recovers, restarting video on a keyframe.
-        del transport._send_rtp
-        gate.set()
+        protocol.transport = blocked.real
         keyframes = stalled.received.keyframes[mids[1]]
         await wait_until(lambda: stalled.received.keyframes[mids[1]] > keyframes)
     finally:
-        gate.set()
         for peer in peers:
             await peer.close()
         await room.close()

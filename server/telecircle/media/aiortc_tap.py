@@ -5,8 +5,9 @@ decoded) and each incoming RTP packet is handed to the SFU before aiortc's own h
 runs (which keeps NACK generation, REMB and receiver reports towards the publisher).
 
 Subscriber side: each slot's sender carries a :class:`SilentTrack`, so aiortc's own RTP
-loop sends nothing; the SFU sends rewritten packets through the sender's DTLS transport
-and takes the sender's RTCP (NACK, PLI, FIR) for itself.
+loop sends nothing; the SFU protects rewritten packets with the sender's DTLS transport's
+SRTP session and hands them straight to the nominated pair's socket (no await, no task:
+the forwarding hot path), and takes the sender's RTCP (NACK, PLI, FIR) for itself.
 
 tests/media/test_aiortc_seams.py checks that every name below still exists.
 """
@@ -19,7 +20,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aioice.ice import StunProtocol
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -28,11 +32,12 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
-    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
     RtpPacket,
 )
+
+from telecircle.media.rtp_out import ExtensionIds, OutgoingStream
 
 RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_RTP_HANDLER = "_handle_rtp_packet"
@@ -40,13 +45,17 @@ RECEIVER_SEND_PLI = "_send_rtcp_pli"
 RECEIVER_SEND_NACK = "_send_rtcp_nack"
 SENDER_RTCP_HANDLER = "_handle_rtcp_packet"
 SENDER_SSRC = "_ssrc"
-SENDER_EXTENSIONS_MAP = "_RTCRtpSender__rtp_header_extensions_map"
 # Sender report fields: kept current so the subscriber can sync audio and video.
 SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
 SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
 SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
-TRANSPORT_SEND_RTP = "_send_rtp"
+# The fast send path: the DTLS transport's state and outgoing SRTP session, the ICE
+# transport's aioice connection and its nominated pairs (component 1 carries everything).
+DTLS_STATE = "_state"
+DTLS_TX_SRTP = "_tx_srtp"
+ICE_CONNECTION = "_connection"
+ICE_NOMINATED = "_nominated"
 
 RECEIVER_NAMES = (
     RECEIVER_DECODER_QUEUE,
@@ -57,7 +66,6 @@ RECEIVER_NAMES = (
 SENDER_NAMES = (
     SENDER_RTCP_HANDLER,
     SENDER_SSRC,
-    SENDER_EXTENSIONS_MAP,
     SENDER_NTP_TIMESTAMP,
     SENDER_RTP_TIMESTAMP,
     SENDER_PACKET_COUNT,
@@ -65,6 +73,9 @@ SENDER_NAMES = (
 )
 
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 PacketSink = Callable[[RtpPacket], Awaitable[None]]
 NackSink = Callable[[list[int]], Awaitable[None]]
@@ -141,7 +152,7 @@ class SilentTrack(MediaStreamTrack):
 class SlotSenderTap:
     """The SFU's handle on one subscriber slot's sender.
 
-    ``payload_type`` and ``ready`` are set once aiortc has started the sender (after the
+    ``stream`` and ``ready`` are set once aiortc has started the sender (after the
     subscriber's answer and DTLS); packets may only be sent after that.
     """
 
@@ -151,22 +162,25 @@ class SlotSenderTap:
         on_started: Callable[[], None],
         on_nack: NackSink,
         on_keyframe_request: Callable[[], None],
+        buffer_limit: int,
     ) -> None:
         self.sender = sender
+        self.buffer_limit = buffer_limit
         self.ssrc: int = sender._ssrc
-        self.payload_type = 0
-        self.mid = ""
+        self.stream: OutgoingStream | None = None
         self.ready = False
-        self._extensions = HeaderExtensionsMap()
         self._any: Any = sender
         original_send = sender.send
         original_rtcp = sender._handle_rtcp_packet
 
         async def send(parameters: RTCRtpSendParameters) -> None:
             await original_send(parameters)
-            self.payload_type = int(parameters.codecs[0].payloadType or 0)
-            self.mid = str(parameters.muxId)
-            self._extensions = getattr(sender, SENDER_EXTENSIONS_MAP)
+            self.stream = OutgoingStream(
+                int(parameters.codecs[0].payloadType or 0),
+                self.ssrc,
+                str(parameters.muxId),
+                extension_ids(parameters),
+            )
             self.ready = True
             on_started()
 
@@ -185,22 +199,59 @@ class SlotSenderTap:
         sender_any.send = send
         sender_any._handle_rtcp_packet = handle_rtcp
 
-    def serialize(self, packet: RtpPacket) -> bytes:
-        return packet.serialize(self._extensions)
+    def send_now(self, data: bytes, rtp_timestamp: int, payload_bytes: int) -> bool:
+        """Protect one serialized packet and hand it to the socket at once; False if the
+        socket already holds more than ``buffer_limit`` bytes unsent (then nothing is
+        sent: a subscriber that cannot keep up loses its own packets). Raises
+        ConnectionError if the path is not up."""
+        sent = send_rtp_now(self.sender.transport, data, self.buffer_limit)
+        if sent:
+            sender = self._any
+            # Same bookkeeping aiortc's own RTP loop does, for its sender reports.
+            setattr(sender, SENDER_NTP_TIMESTAMP, int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32)))
+            setattr(sender, SENDER_RTP_TIMESTAMP, rtp_timestamp)
+            setattr(sender, SENDER_PACKET_COUNT, getattr(sender, SENDER_PACKET_COUNT) + 1)
+            setattr(sender, SENDER_OCTET_COUNT, getattr(sender, SENDER_OCTET_COUNT) + payload_bytes)
+        return sent
 
-    async def send_rtp(self, data: bytes, rtp_timestamp: int, payload_bytes: int) -> None:
-        """Protect and send one serialized packet; raises ConnectionError if not connected."""
-        await self.sender.transport._send_rtp(data)
-        sender = self._any
-        # Same bookkeeping aiortc's own RTP loop does, for its sender reports.
-        setattr(sender, SENDER_NTP_TIMESTAMP, int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32)))
-        setattr(sender, SENDER_RTP_TIMESTAMP, rtp_timestamp)
-        setattr(sender, SENDER_PACKET_COUNT, getattr(sender, SENDER_PACKET_COUNT) + 1)
-        setattr(sender, SENDER_OCTET_COUNT, getattr(sender, SENDER_OCTET_COUNT) + payload_bytes)
-
-    async def resend(self, data: bytes) -> None:
+    def resend(self, data: bytes) -> bool:
         """Send a packet again (NACK answer); no sender-report bookkeeping."""
-        await self.sender.transport._send_rtp(data)
+        return send_rtp_now(self.sender.transport, data, self.buffer_limit)
+
+
+def extension_ids(parameters: RTCRtpSendParameters) -> ExtensionIds:
+    """The header extension ids the subscriber's answer negotiated for this sender."""
+    ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
+    return ExtensionIds(
+        mid=ids.get(MID_URI, 0),
+        abs_send_time=ids.get(ABS_SEND_TIME_URI, 0),
+        audio_level=ids.get(AUDIO_LEVEL_URI, 0),
+    )
+
+
+def send_rtp_now(dtls: RTCDtlsTransport, data: bytes, buffer_limit: int) -> bool:
+    """What aiortc's ``RTCDtlsTransport._send_rtp`` does for an RTP packet (SRTP
+    protect, then aioice's ``send_data`` on the nominated pair), without its awaits:
+    the server's own candidates are host candidates (it uses no TURN), whose protocol
+    sends with one ``sendto``. False, and nothing sent, while the socket holds more
+    than ``buffer_limit`` bytes unsent (asyncio keeps what the kernel refuses).
+    Raises ConnectionError if the path is not up."""
+    if getattr(dtls, DTLS_STATE) is not DtlsState.CONNECTED:
+        raise ConnectionError("not connected")
+    pair = getattr(getattr(dtls.transport, ICE_CONNECTION), ICE_NOMINATED).get(1)
+    if pair is None:
+        raise ConnectionError("no nominated pair")
+    protocol = pair.protocol
+    if type(protocol) is not StunProtocol:
+        raise ConnectionError("a relayed server candidate is not supported")
+    # asyncio's datagram transports have get_write_buffer_size; typeshed's base lacks it.
+    transport: Any = protocol.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionError("socket closed")
+    if transport.get_write_buffer_size() > buffer_limit:
+        return False
+    transport.sendto(getattr(dtls, DTLS_TX_SRTP).protect(data), pair.remote_addr)
+    return True
 
 
 def abs_send_time(now: float) -> int:

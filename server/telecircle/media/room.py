@@ -164,7 +164,6 @@ class MediaRoom:
             slot_count,
             self._settings.subscriber_queue_packets,
             self._settings.history_packets,
-            audiences=lambda: self._audiences,
             request_keyframe=self._request_keyframe,
         )
         offer = await self._negotiate(connection, subscriber.negotiate(), pid, "subscribe")
@@ -172,7 +171,6 @@ class MediaRoom:
         screen_mid = subscriber.screen_mid()
         old = self._subscribers.get(pid)
         self._subscribers[pid] = subscriber
-        subscriber.start()
         self._route(subscriber)
         if old is not None:
             await self._close_subscriber(old)
@@ -306,14 +304,13 @@ class MediaRoom:
             logger.warning("media.tasks_stuck room=%s count=%d", self.key, len(stuck))
 
     def counts(self) -> tuple[int, int, int, int, int]:
-        """(peer connections, publishers, subscribers, queues, tasks) for leak checks."""
-        drains = sum(1 for s in self._subscribers.values() if s.has_task)
+        """(peer connections, publishers, subscribers, send paths, tasks) for leak checks."""
         return (
             len(self._connections),
             len(self._publishers),
             len(self._subscribers),
             len(self._subscribers),
-            drains + len(self._tasks),
+            len(self._tasks),
         )
 
     # ---- helpers ----------------------------------------------------------------------

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from aiortc import RTCSessionDescription
 from aiortc.rtp import RtpPacket
@@ -23,11 +21,9 @@ logger = logging.getLogger(__name__)
 
 AUDIO_CLOCK = 48_000
 VIDEO_CLOCK = 90_000
-# The drain task wakes this often when idle, so that no wait is unbounded.
-IDLE_WAIT = 1.0
-
-Audiences = Mapping[TrackRef, frozenset[ParticipantId]]
-QueueItem = tuple["TrackSlot", TrackRef, RtpPacket, Vp8Info | None]
+# What one packet counts as when the packet limit on a subscriber's unsent packets
+# becomes the byte limit on its socket's buffer.
+PACKET_BYTES = 1200
 
 
 class TrackSlot:
@@ -58,10 +54,10 @@ class Subscriber:
     """Sends the media of up to ``slot_count`` publishers to one participant, and the
     one shared screen the participant may see (on its own m-line, after the slots).
 
-    Packets are queued by :meth:`offer` (synchronous, from publishers' receive paths)
-    into one bounded queue and sent by one drain task owned by this object. A full queue
-    drops the packet; a dropped video packet makes its slot wait for the next keyframe.
-    At send time the packet is checked again against the room's current audiences.
+    Each packet is rewritten, protected and handed to the subscriber's socket within
+    :meth:`offer` (synchronous, from publishers' receive paths): no queue hop, no task.
+    A socket that already holds ``queue_capacity`` packets' worth of unsent bytes drops
+    the packet; a dropped video packet makes its slot wait for the next keyframe.
     """
 
     def __init__(
@@ -71,7 +67,6 @@ class Subscriber:
         slot_count: int,
         queue_capacity: int,
         history_size: int,
-        audiences: Callable[[], Audiences],
         request_keyframe: Callable[[ParticipantId, TrackKind], None],
     ) -> None:
         self.pid = pid
@@ -86,19 +81,11 @@ class Subscriber:
             for i in range(slot_count)
         ]
         self.screen = TrackSlot(TrackKind.SCREEN, slot_count, history_size)
-        self._capacity = queue_capacity
-        self._queue: collections.deque[QueueItem] = collections.deque()
-        self._wakeup = asyncio.Event()
-        self._audiences = audiences
+        self._buffer_limit = queue_capacity * PACKET_BYTES
         self._request_keyframe = request_keyframe
-        self._task: asyncio.Task[None] | None = None
         self.dropped = 0
         self.sent = 0
         self._failed_once = False
-
-    @property
-    def has_task(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     async def negotiate(self) -> str:
         """Create the slots' transceivers and return the offer SDP."""
@@ -112,6 +99,7 @@ class Subscriber:
                 on_started=self._started_callback(track_slot),
                 on_nack=self._nack_callback(track_slot),
                 on_keyframe_request=self._pli_callback(track_slot),
+                buffer_limit=self._buffer_limit,
             )
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
@@ -133,23 +121,8 @@ class Subscriber:
             RTCSessionDescription(sdp=answer_sdp, type="answer")
         )
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._drain(), name=f"media-subscriber-{self.pid}"
-            )
-
     async def close(self) -> None:
-        """Stop the drain task, drop the queue, close the peer connection. Idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                async with asyncio.timeout(IDLE_WAIT):
-                    await asyncio.gather(task, return_exceptions=True)
-            except TimeoutError:
-                logger.warning("media.drain_stop_timeout subscriber=%s", self.pid)
-        self._queue.clear()
+        """Close the peer connection. Idempotent."""
         await self.connection.close()
 
     # ---- routing (called by the room) -------------------------------------------------
@@ -195,7 +168,8 @@ class Subscriber:
     def offer(
         self, publisher: ParticipantId, ref: TrackRef, packet: RtpPacket, info: Vp8Info | None
     ) -> None:
-        """Queue a packet of ``publisher`` for this subscriber, or drop it. Never blocks."""
+        """Send a packet of ``publisher`` to this subscriber now, or drop it. Never blocks.
+        The room calls it for the members of ``ref``'s audience only."""
         if ref.kind is TrackKind.SCREEN:
             track_slot = self.screen
             if track_slot.publisher != publisher:
@@ -206,9 +180,22 @@ class Subscriber:
                 return
             track_slot = self.slots[index][1 if info is not None else 0]
         tap = track_slot.tap
-        if not track_slot.active or tap is None or not tap.ready:
+        if not track_slot.active or tap is None or tap.stream is None:
             return
-        if len(self._queue) >= self._capacity:
+        try:
+            sent = self._send(track_slot, tap, publisher, packet, info)
+        except ConnectionError:
+            # The path is gone; the connection watcher reports it.
+            self.dropped += 1
+            return
+        except Exception:
+            # An exception here would end the publisher's receive loop: drop, log once.
+            self.dropped += 1
+            if not self._failed_once:
+                self._failed_once = True
+                logger.exception("media.send_failed subscriber=%s", self.pid)
+            return
+        if sent is False:
             self.dropped += 1
             if info is not None:
                 if not track_slot.waiting_keyframe:
@@ -217,9 +204,6 @@ class Subscriber:
                 elif info.keyframe:
                     # The keyframe we waited for is lost.
                     self._request_keyframe(publisher, track_slot.kind)
-            return
-        self._queue.append((track_slot, ref, packet, info))
-        self._wakeup.set()
 
     # ---- aiortc callbacks -------------------------------------------------------------
 
@@ -241,7 +225,7 @@ class Subscriber:
                 entry = history[seq % len(history)]
                 if entry is not None and entry[0] == seq:
                     try:
-                        await tap.resend(entry[1])
+                        tap.resend(entry[1])
                     except ConnectionError:
                         return
 
@@ -254,73 +238,47 @@ class Subscriber:
 
         return pli
 
-    # ---- the drain task ---------------------------------------------------------------
+    # ---- sending ----------------------------------------------------------------------
 
-    async def _drain(self) -> None:
-        queue = self._queue
-        while True:
-            if not queue:
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(IDLE_WAIT):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    pass
-                continue
-            track_slot, ref, packet, info = queue.popleft()
-            try:
-                await self._send(track_slot, ref, packet, info)
-            except ConnectionError:
-                # The path is gone; the connection watcher reports it. Keep draining so
-                # the queue never holds stale packets.
-                self.dropped += 1
-            except Exception:
-                # A bug must not silence this subscriber for good: drop the packet, go on.
-                self.dropped += 1
-                if not self._failed_once:
-                    self._failed_once = True
-                    logger.exception("media.send_failed subscriber=%s", self.pid)
-
-    async def _send(
-        self, track_slot: TrackSlot, ref: TrackRef, packet: RtpPacket, info: Vp8Info | None
-    ) -> None:
-        tap = track_slot.tap
-        if (
-            tap is None
-            or not track_slot.active
-            or track_slot.publisher != ref.owner
-            or self.pid not in self._audiences().get(ref, frozenset())
-        ):
-            return
+    def _send(
+        self,
+        track_slot: TrackSlot,
+        tap: aiortc_tap.SlotSenderTap,
+        publisher: ParticipantId,
+        packet: RtpPacket,
+        info: Vp8Info | None,
+    ) -> bool | None:
+        """True: sent; False: the socket's buffer is full (dropped); None: not for this
+        slot now (waiting for a keyframe, or a packet from before a switch)."""
+        stream = tap.stream
+        if stream is None:
+            return None
         payload = packet.payload
         if info is not None:
             if track_slot.waiting_keyframe:
                 if not info.keyframe:
                     # Keep asking (the publisher rate-limits): the first request or its
                     # keyframe may have been lost.
-                    self._request_keyframe(ref.owner, track_slot.kind)
-                    return
+                    self._request_keyframe(publisher, track_slot.kind)
+                    return None
                 track_slot.waiting_keyframe = False
             payload = track_slot.pictures.map(payload, info)
         now = time.time()
         mapped = track_slot.rewriter.map(packet.sequence_number, packet.timestamp, now)
         if mapped is None:
-            return
+            return None
         seq, timestamp = mapped
-        out = RtpPacket(
-            payload_type=tap.payload_type,
-            marker=packet.marker,
-            sequence_number=seq,
-            timestamp=timestamp,
-            ssrc=tap.ssrc,
-            payload=payload,
+        data = stream.packet(
+            packet.marker,
+            seq,
+            timestamp,
+            aiortc_tap.abs_send_time(now),
+            packet.extensions.audio_level,
+            payload,
         )
-        out.extensions.mid = tap.mid
-        out.extensions.abs_send_time = aiortc_tap.abs_send_time(now)
-        if packet.extensions.audio_level is not None:
-            out.extensions.audio_level = packet.extensions.audio_level
-        data = tap.serialize(out)
         history = track_slot.history
         history[seq % len(history)] = (seq, data)
-        await tap.send_rtp(data, timestamp, len(payload))
+        if not tap.send_now(data, timestamp, len(payload)):
+            return False
         self.sent += 1
+        return True
