@@ -142,7 +142,10 @@ class Settings(DeploymentSettings):
         "(the browser then makes a new one).",
     )
     subscriber_queue_packets: int = Field(
-        512, ge=16, description="Outgoing packets buffered per subscriber before dropping."
+        512,
+        ge=16,
+        description="Outgoing packets (counted as 1,200 bytes each) a subscriber's socket "
+        "may hold unsent before that subscriber's packets are dropped.",
     )
     keyframe_request_interval: float = Field(
         0.5, gt=0, description="Minimum seconds between keyframe requests to one publisher."
