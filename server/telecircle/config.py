@@ -165,6 +165,47 @@ class Settings(DeploymentSettings):
         le=4096,
         description="Lost packets tracked per video stream (a longer gap asks for a keyframe).",
     )
+    weak_video_loss: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Share of packets a receiver reports lost (in one receiver report) at "
+        "which one more video is paused for it (audio always continues).",
+    )
+    weak_video_hold: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Seconds between two changes to the videos paused for one receiver "
+        "(its bandwidth estimate settles in between).",
+    )
+    weak_video_probe_after: float = Field(
+        8.0,
+        gt=0,
+        le=600,
+        description="Seconds before a video paused for a weak connection is first tried "
+        "again (doubled after each try that brought the congestion back).",
+    )
+    weak_video_probe_max: float = Field(
+        64.0,
+        gt=0,
+        le=3600,
+        description="Longest wait, in seconds, between two tries of a paused video.",
+    )
+    weak_video_pause_below: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="A receiver's falling bandwidth estimate pauses one more video once it "
+        "is below what the receiver is sent, times this.",
+    )
+    weak_video_headroom: float = Field(
+        1.2,
+        ge=1,
+        le=4,
+        description="A paused video comes back once the receiver's bandwidth estimate "
+        "covers what it is sent with that video, times this.",
+    )
     webclient_dist: Path = Field(
         Path(__file__).resolve().parents[2] / "webclient" / "dist",
         description="Folder of the built webclient (served at /static/).",
@@ -397,6 +438,8 @@ class Settings(DeploymentSettings):
                     f"(TELECIRCLE_MAX_LIVE_SESSIONS) of {self.room_limit_ceiling} need {needed}: "
                     "widen TELECIRCLE_ICE_PORT_MIN..MAX or lower TELECIRCLE_MAX_LIVE_SESSIONS"
                 )
+        if self.weak_video_probe_max < self.weak_video_probe_after:
+            raise ValueError("weak_video_probe_max must be at least weak_video_probe_after")
         if self.pairs_min_seconds > self.pairs_max_seconds:
             raise ValueError("pairs_min_seconds is above pairs_max_seconds")
         if not (

@@ -135,6 +135,19 @@ class PathCutLab(NamespaceLab):
         else:
             _ip("link", "set", NS_LINK, "down", namespace=NAMESPACE)
 
+    def throttle_inbound(self, rate: str, latency: str = "300ms") -> None:
+        """What reaches the namespace passes a bottleneck of ``rate`` (tc syntax, e.g.
+        ``200kbit``) with a queue of ``latency``, as on a weak mobile link; what leaves
+        it is untouched. :meth:`restore` lifts it."""
+        _run(
+            [
+                "tc", "qdisc", "replace", "dev", HOST_LINK, "root", "tbf",
+                "rate", rate, "burst", "16kb", "latency", latency,
+            ],
+            None,
+            True,
+        )  # fmt: skip
+
     def kill_connections(self, port: int) -> None:
         """Abort the namespace's TCP connections to the server's ``port`` (the browser's
         websocket): with the path cut, no close frame and no reset reach the server."""
@@ -142,7 +155,7 @@ class PathCutLab(NamespaceLab):
         _run(["ss", "-K", "dst", HOST_ADDRESS, "dport", "=", str(port)], NAMESPACE, False)
 
     def restore(self) -> None:
-        """Undo either kind of cut."""
+        """Undo either kind of cut, or a throttle."""
         _run(["tc", "qdisc", "del", "dev", HOST_LINK, "root"], None, False)
         _run(["tc", "qdisc", "del", "dev", NS_LINK, "root"], NAMESPACE, False)
         _ip("link", "set", NS_LINK, "up", namespace=NAMESPACE)

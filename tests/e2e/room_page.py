@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 from playwright.async_api import Browser, Locator, Page, Playwright, async_playwright
 
 if TYPE_CHECKING:
@@ -44,17 +45,34 @@ CHROMIUM_ARGS = [
 ]
 
 
-def write_y4m(path: Path, rgb: RGB, width: int = 320, height: int = 240, frames: int = 20) -> Path:
-    """A solid-colour 4:2:0 Y4M clip (Chromium loops it as the fake camera)."""
+def write_y4m(
+    path: Path,
+    rgb: RGB,
+    width: int = 320,
+    height: int = 240,
+    frames: int = 20,
+    noise: int = 0,
+) -> Path:
+    """A solid-colour 4:2:0 Y4M clip (Chromium loops it as the fake camera). ``noise``
+    scatters each luma sample by up to that much, differently in every frame: the
+    encoder then spends all the bitrate it is allowed (a flat colour costs nothing)."""
     r, g, b = (c / 255 for c in rgb)
     # BT.601 limited range, which is how Chromium converts I420 back to RGB.
     y = round(16 + 65.481 * r + 128.553 * g + 24.966 * b)
     u = round(128 - 37.797 * r - 74.203 * g + 112.0 * b)
     v = round(128 + 112.0 * r - 93.786 * g - 18.214 * b)
     chroma = (width // 2) * (height // 2)
-    frame = b"FRAME\n" + bytes([y]) * (width * height) + bytes([u]) * chroma + bytes([v]) * chroma
+    rng = np.random.default_rng(list(rgb))
     header = f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode()
-    path.write_bytes(header + frame * frames)
+    clip = [header]
+    for _ in range(frames):
+        if noise:
+            scatter = rng.integers(-noise, noise + 1, size=width * height)
+            luma = np.clip(y + scatter, 16, 235).astype(np.uint8).tobytes()
+        else:
+            luma = bytes([y]) * (width * height)
+        clip.append(b"FRAME\n" + luma + bytes([u]) * chroma + bytes([v]) * chroma)
+    path.write_bytes(b"".join(clip))
     return path
 
 
@@ -534,10 +552,12 @@ class Browsers:
         self.playwright: Playwright | None = None
         self.browsers: list[Browser] = []
 
-    async def launch(self, name: str, colour: RGB, args: list[str] | None = None) -> Browser:
+    async def launch(
+        self, name: str, colour: RGB, args: list[str] | None = None, noise: int = 0
+    ) -> Browser:
         if self.playwright is None:
             self.playwright = await self.stack.enter_async_context(async_playwright())
-        camera = write_y4m(self.camera_dir / f"{name.lower()}.y4m", colour)
+        camera = write_y4m(self.camera_dir / f"{name.lower()}.y4m", colour, noise=noise)
         browser = await launch(self.playwright, self.chromium, camera, args)
         self.browsers.append(browser)
         return browser
@@ -548,10 +568,12 @@ class Browsers:
         colour: RGB,
         cookies: list[SetCookieParam] | None = None,
         args: list[str] | None = None,
+        noise: int = 0,
     ) -> tuple[Browser, RoomPage]:
         """A browser with a page for ``name`` (with ``cookies``, e.g. a clinician's
-        sign-in), instrumented to record its peer connections and websockets."""
-        browser = await self.launch(name, colour, args)
+        sign-in), instrumented to record its peer connections and websockets; its camera
+        as :func:`write_y4m` makes it."""
+        browser = await self.launch(name, colour, args, noise)
         context = await browser.new_context(viewport={"width": 1100, "height": 760})
         if cookies:
             await context.add_cookies(cookies)
@@ -569,3 +591,51 @@ class Browsers:
 def session_cookie(base_url: str, value: str) -> SetCookieParam:
     """A clinician's sign-in cookie for a browser context."""
     return {"name": "tc_session", "value": value, "url": base_url}
+
+
+# A tile's inbound counters, per receiving track: {kind: [track id, count]} with the
+# video frames decoded and the audio packets received (a track the SFU feeds anew, on
+# another slot, counts from its own start).
+_TILE_COUNTERS_JS = """
+async (participantId) => {
+  const tile = document.querySelector(`#tiles .tile[data-participant-id="${participantId}"]`);
+  const stream = tile && tile.querySelector('video') && tile.querySelector('video').srcObject;
+  const result = {};
+  if (!stream) return result;
+  for (const track of stream.getTracks()) {
+    for (const pc of window.__telecircleTestPeers || []) {
+      if (pc.connectionState === 'closed') continue;
+      let stats;
+      try {
+        stats = await pc.getStats(track);
+      } catch (error) {
+        continue;
+      }
+      for (const report of stats.values()) {
+        if (report.type === 'inbound-rtp' && report.kind === track.kind) {
+          const count = track.kind === 'video' ? report.framesDecoded : report.packetsReceived;
+          result[track.kind] = [track.id, count || 0];
+        }
+      }
+    }
+  }
+  return result;
+}
+"""
+
+Counters = dict[str, list[Any]]
+
+
+async def inbound(page: RoomPage, pid: str) -> Counters:
+    counters: Counters = await page.page.evaluate(_TILE_COUNTERS_JS, pid)
+    return counters
+
+
+def grown(now: Counters, before: Counters, kind: str, by: int) -> bool:
+    """Whether ``kind``'s counter grew by ``by`` since ``before`` (on the same track; a
+    new track counts from zero)."""
+    if kind not in now:
+        return False
+    track, count = now[kind]
+    old_track, old_count = before.get(kind, (None, 0))
+    return int(count) >= (int(old_count) if track == old_track else 0) + by

@@ -24,7 +24,6 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,8 +36,11 @@ from tests.e2e.room_page import (
     RED,
     RGB,
     Browsers,
+    Counters,
     RoomPage,
     eventually,
+    grown,
+    inbound,
     session_cookie,
 )
 
@@ -111,54 +113,6 @@ def browser_args(base_url: str) -> list[str]:
 async def tile_sets(page: RoomPage) -> list[set[str]]:
     rows: list[str] = await page.page.evaluate("window.__pathCutTileSets || []")
     return [set(filter(None, row.split(","))) for row in rows]
-
-
-# A tile's inbound counters, per receiving track: {kind: [track id, count]} with the
-# video frames decoded and the audio packets received (a track the SFU feeds anew, on
-# another slot, counts from its own start).
-_TILE_COUNTERS_JS = """
-async (participantId) => {
-  const tile = document.querySelector(`#tiles .tile[data-participant-id="${participantId}"]`);
-  const stream = tile && tile.querySelector('video') && tile.querySelector('video').srcObject;
-  const result = {};
-  if (!stream) return result;
-  for (const track of stream.getTracks()) {
-    for (const pc of window.__telecircleTestPeers || []) {
-      if (pc.connectionState === 'closed') continue;
-      let stats;
-      try {
-        stats = await pc.getStats(track);
-      } catch (error) {
-        continue;
-      }
-      for (const report of stats.values()) {
-        if (report.type === 'inbound-rtp' && report.kind === track.kind) {
-          const count = track.kind === 'video' ? report.framesDecoded : report.packetsReceived;
-          result[track.kind] = [track.id, count || 0];
-        }
-      }
-    }
-  }
-  return result;
-}
-"""
-
-Counters = dict[str, list[Any]]
-
-
-async def inbound(page: RoomPage, pid: str) -> Counters:
-    counters: Counters = await page.page.evaluate(_TILE_COUNTERS_JS, pid)
-    return counters
-
-
-def grown(now: Counters, before: Counters, kind: str, by: int) -> bool:
-    """Whether ``kind``'s counter grew by ``by`` since ``before`` (on the same track; a
-    new track counts from zero)."""
-    if kind not in now:
-        return False
-    track, count = now[kind]
-    old_track, old_count = before.get(kind, (None, 0))
-    return int(count) >= (int(old_count) if track == old_track else 0) + by
 
 
 async def wait_new_frames(

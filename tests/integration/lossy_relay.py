@@ -53,17 +53,26 @@ _CANDIDATE = re.compile(
 
 @dataclass(frozen=True)
 class Impairment:
-    """What one direction of a link does to each datagram."""
+    """What one direction of a link does to each datagram.
+
+    ``rate_bps`` (0: unlimited) makes the link a bottleneck, as a weak mobile link is:
+    datagrams leave one after another at that rate, wait in a queue of at most
+    ``queue_s`` seconds, and are dropped when it is full (the queue's delay is what a
+    receiver's bandwidth estimate sees first, the drops what its reports show)."""
 
     loss: float = 0.0
     delay_min: float = 0.0
     delay_max: float = 0.0
+    rate_bps: float = 0.0
+    queue_s: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss < 1.0:
             raise ValueError("loss is a probability below 1")
         if not 0.0 <= self.delay_min <= self.delay_max:
             raise ValueError("delays must satisfy 0 <= delay_min <= delay_max")
+        if self.rate_bps < 0 or self.queue_s <= 0:
+            raise ValueError("rate_bps must be >= 0 (0: unlimited) and queue_s > 0")
 
 
 CLEAN = Impairment()
@@ -124,6 +133,7 @@ class Direction:
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._last_due = 0.0
+        self._bottleneck_free = 0.0
         self._lost: dict[tuple[int, int], None] = {}  # an ordered set
 
     def push(self, data: bytes) -> None:
@@ -137,16 +147,26 @@ class Direction:
                 if len(self._lost) > LOST_MEMORY:
                     del self._lost[next(iter(self._lost))]
             return
+        now = self._loop.time()
+        delay = 0.0
+        if impairment.rate_bps:
+            # The bottleneck: this datagram leaves once those queued before it have.
+            leaves = max(now, self._bottleneck_free) + len(data) * 8 / impairment.rate_bps
+            if leaves - now > impairment.queue_s:
+                self.stats.dropped[kind] += 1
+                return
+            self._bottleneck_free = leaves
+            delay = leaves - now
         self.stats.forwarded[kind] += 1
         if key is not None and key in self._lost:
             del self._lost[key]
             self.stats.recovered += 1
-        if impairment.delay_max == 0.0 and not self._line:
+        if impairment.delay_max == 0.0 and delay == 0.0 and not self._line:
             self._send(data)
             return
-        delay = self._rng.uniform(impairment.delay_min, impairment.delay_max)
+        delay += self._rng.uniform(impairment.delay_min, impairment.delay_max)
         # In order: a datagram never overtakes the one before it.
-        due = max(self._loop.time() + delay, self._last_due)
+        due = max(now + delay, self._last_due)
         self._last_due = due
         self._line.append((due, data))
         if self._timer is None:

@@ -32,7 +32,7 @@ from telecircle.media.room import MediaRoom
 from tests.conftest import SFU, RunningServer
 from tests.integration.lossy_relay import DirectionStats, Impairment, LossyRelay, RelayedRoom
 from tests.integration.signalled_room import SignalledRoom
-from tests.media.peer import SyntheticPeer, encode_media, wait_until
+from tests.media.peer import EncodedMedia, SyntheticPeer, encode_media, wait_until
 from tests.signalling.client import Client
 
 SAMPLE_EVERY_S = 0.1
@@ -155,15 +155,22 @@ def _watch_frames(member: Member) -> None:
 
 
 async def join(
-    server: RunningServer, code: str, name: str, colour: int, relay: LossyRelay | None = None
+    server: RunningServer,
+    code: str,
+    name: str,
+    colour: int,
+    relay: LossyRelay | None = None,
+    media: EncodedMedia | None = None,
 ) -> Member:
-    """A co-facilitator (straight into the session) publishing and subscribing, through
-    ``relay`` if given; decoding what it receives."""
+    """A co-facilitator (straight into the session) publishing ``media`` (default: a
+    flat picture of ``colour``) and subscribing, through ``relay`` if given; decoding
+    what it receives."""
     cookie = await server.clinician_cookie(code, name)
     client = await Client().connect(server.url, cookie)
     ack = await client.call("join", {"room_code": code})
     assert ack["ok"], ack
-    peer = SyntheticPeer(ack["data"]["participant_id"], encode_media(colour), decode=True)
+    published = media if media is not None else encode_media(colour)
+    peer = SyntheticPeer(ack["data"]["participant_id"], published, decode=True)
     signalled = SignalledRoom(client)
     room: Any = signalled if relay is None else RelayedRoom(signalled, relay)
     await peer.publish(room)

@@ -56,19 +56,29 @@ class EncodedMedia:
     audio: tuple[bytes, ...]
 
 
-def encode_media(colour: int, frames: int = 30) -> EncodedMedia:
+def encode_media(
+    colour: int, frames: int = 30, noise: int = 0, bit_rate: int = 100_000
+) -> EncodedMedia:
+    """``frames`` of one colour (VP8) and a tone (Opus). ``noise`` (0-100) scatters each
+    pixel around the colour, different in every frame, so that the video takes about
+    ``bit_rate`` (a flat colour costs next to nothing whatever is asked)."""
     ctx = av.CodecContext.create("libvpx", "w")
     ctx.width, ctx.height, ctx.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     ctx.time_base = fractions.Fraction(1, FPS)
     ctx.framerate = fractions.Fraction(FPS)
-    ctx.bit_rate = 100_000
+    ctx.bit_rate = bit_rate
     ctx.gop_size = 1000
     ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     image = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
     image[:] = PALETTE[colour]
+    rng = np.random.default_rng(colour)
     video: list[bytes] = []
     for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        picture = image
+        if noise:
+            scatter = rng.integers(-noise, noise + 1, size=image.shape)
+            picture = np.clip(image.astype(np.int16) + scatter, 0, 255).astype(np.uint8)
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         video.extend(bytes(p) for p in ctx.encode(frame))
     video.extend(bytes(p) for p in ctx.encode(None))

@@ -33,6 +33,7 @@ import type {
   ParticipantView,
   RosterEvent,
   SlotsEvent,
+  VideoPausedEvent,
 } from "./generated/protocol";
 import { ActivityDisplay, tilesShown } from "./activity";
 import { explainProblem, getLocalMedia, type LocalMedia, stopStream } from "./devices";
@@ -84,6 +85,8 @@ class App {
   private activity: ActivityEvent | null = null;
   /** slot index -> participant id feeding it */
   private slots = new Map<number, string | null>();
+  /** Whose video the server paused for our weak connection (audio goes on). */
+  private weakVideo = new Set<string>();
   private micOn = true;
   private cameraOn = true;
   /** Bumped whenever a join or media attempt is superseded. */
@@ -174,6 +177,10 @@ class App {
     this.signalling.on("roster", (event: RosterEvent) => this.setRoster(event.participants));
     this.signalling.on("slots", (event: SlotsEvent) => {
       this.slots = new Map(event.slots.map((slot) => [slot.index, slot.participant_id]));
+      this.render();
+    });
+    this.signalling.on("video_paused", (event: VideoPausedEvent) => {
+      this.weakVideo = new Set(event.participant_ids);
       this.render();
     });
     this.signalling.on("admitted", (event: AdmittedEvent) => this.onAdmitted(event));
@@ -435,6 +442,8 @@ class App {
       const subscribe = new SubscribeConnection(this.iceServers);
       this.retire(this.subscribe);
       this.subscribe = subscribe;
+      // A new connection starts with every video (the server's count starts afresh).
+      this.weakVideo = new Set();
       this.watchConnection(subscribe.pc);
       const subscribeOffer = await this.signalling.request("subscribe", {});
       // Both old connections are replaced on the server now: closing them is silent.
@@ -701,6 +710,7 @@ class App {
           isSelf,
           stream: isSelf ? (this.local?.stream ?? null) : this.streamOf(participant.id),
           speaking: speaking.has(participant.id),
+          videoPaused: !isSelf && this.weakVideo.has(participant.id),
         };
       }),
     );

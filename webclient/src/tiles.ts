@@ -1,6 +1,7 @@
 /**
  * The grid of video tiles, one per participant past the lobby, each saying what is off
- * (by the participant or by a facilitator), whose hand is up, who is reconnecting, and
+ * (by the participant or by a facilitator), whose hand is up, who is reconnecting, whose
+ * video the server paused for our weak connection, and
  * who is speaking: a ring around the picture, and "speaking" in the tile's accessible
  * name (a visually hidden part of the caption; not a live region: nothing is read out
  * each time someone starts or stops talking).
@@ -17,6 +18,8 @@ export interface TileModel {
   stream: MediaStream | null;
   /** Heard speaking just now (never while muted). */
   speaking: boolean;
+  /** The server paused this video for our weak connection (audio goes on). */
+  videoPaused: boolean;
 }
 
 /** Adds to a tile after each update (it owns what it adds, e.g. `.tile-controls`). */
@@ -110,6 +113,7 @@ function createTile(participantId: string): HTMLElement {
     span("indicator indicator-camera-off", "Camera off"),
     span("indicator indicator-forced-camera", "Camera off by the facilitator"),
     span("indicator indicator-reconnecting", "Reconnecting…"),
+    span("indicator indicator-weak-video", "Video paused — weak connection"),
   );
 
   // The picture and its caption; controls (if any) go below it, not over the video.
@@ -137,6 +141,7 @@ function updateTile(tile: HTMLElement, model: TileModel): void {
   tile.dataset["videoForcedOff"] = String(participant.video_forced_off);
   tile.dataset["handRaised"] = String(participant.hand_raised);
   tile.dataset["speaking"] = String(model.speaking);
+  tile.dataset["videoPaused"] = String(model.videoPaused);
 
   const name = tile.querySelector<HTMLElement>(".tile-name");
   if (name) name.textContent = label;
@@ -153,6 +158,7 @@ function updateTile(tile: HTMLElement, model: TileModel): void {
   setHidden(tile, ".indicator-camera-off", participant.video_on || participant.video_forced_off);
   setHidden(tile, ".indicator-forced-camera", !participant.video_forced_off);
   setHidden(tile, ".indicator-reconnecting", participant.connected);
+  setHidden(tile, ".indicator-weak-video", !model.videoPaused);
 
   const video = tile.querySelector("video");
   if (video) {

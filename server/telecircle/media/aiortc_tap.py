@@ -18,7 +18,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aioice.ice import StunProtocol
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -28,13 +28,16 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtpPacket,
+    unpack_remb_fci,
 )
 
 from telecircle.media.rtp_out import ExtensionIds, OutgoingStream
@@ -162,6 +165,7 @@ class SlotSenderTap:
         on_started: Callable[[], None],
         on_nack: NackSink,
         on_keyframe_request: Callable[[], None],
+        on_feedback: Callable[[AnyRtcpPacket], None],
         buffer_limit: int,
     ) -> None:
         self.sender = sender
@@ -188,11 +192,15 @@ class SlotSenderTap:
             if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                 await on_nack(list(packet.lost))
             elif isinstance(packet, RtcpPsfbPacket):
-                # PLI/FIR are relayed to the publisher; REMB (APP) is ignored for now:
-                # the SFU does no bandwidth adaptation yet.
+                # PLI/FIR are relayed to the publisher; REMB (APP) is the receiver's
+                # bandwidth estimate, which aiortc would feed to nothing (no encoder).
                 if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                     on_keyframe_request()
+                elif packet.fmt == RTCP_PSFB_APP:
+                    on_feedback(packet)
             else:
+                if isinstance(packet, RtcpRrPacket):
+                    on_feedback(packet)
                 await original_rtcp(packet)
 
         sender_any: Any = sender
@@ -217,6 +225,32 @@ class SlotSenderTap:
     def resend(self, data: bytes) -> bool:
         """Send a packet again (NACK answer); no sender-report bookkeeping."""
         return send_rtp_now(self.sender.transport, data, self.buffer_limit)
+
+
+class Feedback(NamedTuple):
+    """What one RTCP packet from a subscriber says about its connection: a REMB's
+    estimate (bits per second), or a receiver report's mean fraction lost over its
+    streams; None for what the packet does not say. ``streams``: the SSRCs covered."""
+
+    estimate: float | None
+    streams: tuple[int, ...]
+    loss: float | None
+
+
+def read_feedback(packet: AnyRtcpPacket) -> Feedback | None:
+    """The feedback in a REMB or a receiver report; None for other packets (and for a
+    REMB that does not parse)."""
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return None
+        return Feedback(float(bitrate), tuple(sorted(ssrcs)), None)
+    if isinstance(packet, RtcpRrPacket) and packet.reports:
+        lost = sum(report.fraction_lost for report in packet.reports)
+        streams = tuple(sorted(report.ssrc for report in packet.reports))
+        return Feedback(None, streams, lost / (256 * len(packet.reports)))
+    return None
 
 
 def extension_ids(parameters: RTCRtpSendParameters) -> ExtensionIds:

@@ -11,6 +11,7 @@ from aiortc import RTCSessionDescription
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from telecircle.domain.bandwidth import RateMeter
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import TrackKind, TrackRef
 from telecircle.media import aiortc_tap
@@ -21,6 +22,11 @@ from telecircle.media.vp8 import Vp8Info, parse_vp8
 logger = logging.getLogger(__name__)
 
 Forward = Callable[["Publisher", TrackKind, RtpPacket, Vp8Info | None], None]
+# An audio level (RFC 6464, -dBov) at least this loud counts as speaking.
+SPEAKING_LEVEL = 50
+# Bytes each forwarded packet carries besides its payload (RTP header, extensions, SRTP
+# tag), counted in a stream's rate as receivers' estimates count them.
+PACKET_OVERHEAD = 40
 
 
 class KeyframeSource:
@@ -87,6 +93,10 @@ class Publisher:
         }
         self._loop = asyncio.get_running_loop()
         self._failed_once = False
+        # What each track brings in (for weak receivers' video budgets), and when this
+        # participant last spoke (whose video a weak receiver keeps longest).
+        self.rates = {kind: RateMeter() for kind in TrackKind}
+        self.last_spoke = float("-inf")
 
     async def negotiate(self, offer_sdp: str, kinds: list[str]) -> str:
         """Apply the client's offer (already validated) and return the answer SDP."""
@@ -116,8 +126,15 @@ class Publisher:
         return str(pc.localDescription.sdp)
 
     def _audio_tap(self, payload_type: int) -> aiortc_tap.PacketSink:
+        rate = self.rates[TrackKind.AUDIO]
+
         async def tap(packet: RtpPacket) -> None:
             if packet.payload_type == payload_type:
+                now = self._loop.time()
+                rate.add(len(packet.payload) + PACKET_OVERHEAD, now)
+                level = packet.extensions.audio_level
+                if level is not None and level[1] <= SPEAKING_LEVEL:
+                    self.last_spoke = now
                 self._safe_forward(TrackKind.AUDIO, packet, None)
             await self._flush_keyframe_requests()
 
@@ -125,12 +142,15 @@ class Publisher:
 
     def _video_tap(self, kind: TrackKind, payload_type: int) -> aiortc_tap.PacketSink:
         keyframes = self._keyframes[kind]
+        rate = self.rates[kind]
 
         async def tap(packet: RtpPacket) -> None:
             if packet.payload_type == payload_type:
                 keyframes.ssrc = packet.ssrc
                 seq = packet.sequence_number
-                if keyframes.lost.received(packet.ssrc, seq, self._loop.time()):
+                now = self._loop.time()
+                rate.add(len(packet.payload) + PACKET_OVERHEAD, now)
+                if keyframes.lost.received(packet.ssrc, seq, now):
                     keyframes.pending = True  # too much lost to ask for packet by packet
                 info = parse_vp8(packet.payload)
                 if info is not None:

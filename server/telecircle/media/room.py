@@ -24,7 +24,7 @@ from telecircle.media.sdp_check import (
     check_subscribe_answer,
 )
 from telecircle.media.settings import MediaSettings
-from telecircle.media.subscriber import Subscriber
+from telecircle.media.subscriber import Subscriber, VideoPausedCallback
 from telecircle.media.vp8 import Vp8Info
 from telecircle.services.ports import ReceiveSlot
 
@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 SlotsCallback = Callable[[ParticipantId, list[tuple[int, ParticipantId | None]]], None]
 PathLostCallback = Callable[[ParticipantId], None]
 EMPTY: frozenset[ParticipantId] = frozenset()
+
+
+def _ignore_video_paused(pid: ParticipantId, publishers: frozenset[ParticipantId]) -> None:
+    """For rooms whose owner shows nobody which videos are paused."""
 
 
 class MediaRoom:
@@ -61,7 +65,9 @@ class MediaRoom:
     mids), then after every :meth:`set_audiences` that changes its assignment. It is never
     called from :meth:`subscribe`. ``on_path_lost(pid)`` is called once per peer connection
     that fails or closes without :meth:`remove`/:meth:`close`/replacement; that connection
-    is then closed and forgotten by the room. Callbacks must not raise.
+    is then closed and forgotten by the room. ``on_video_paused(pid, publishers)`` is
+    called whenever the videos paused for pid's weak connection change (see
+    domain/bandwidth.py). Callbacks must not raise.
 
     Background work (closing lost connections) runs in tasks the room owns: their
     failures are logged, and :meth:`close` waits for them (bounded).
@@ -74,6 +80,7 @@ class MediaRoom:
         on_slots: SlotsCallback,
         on_path_lost: PathLostCallback,
         on_closed: Callable[[MediaRoom], None],
+        on_video_paused: VideoPausedCallback | None = None,
     ) -> None:
         self.key = key
         self._settings = settings
@@ -83,6 +90,7 @@ class MediaRoom:
         self._on_slots = on_slots
         self._on_path_lost = on_path_lost
         self._on_closed = on_closed
+        self._on_video_paused = on_video_paused or _ignore_video_paused
         self._audiences: dict[TrackRef, frozenset[ParticipantId]] = {}
         self._publishers: dict[ParticipantId, Publisher] = {}
         self._subscribers: dict[ParticipantId, Subscriber] = {}
@@ -165,6 +173,9 @@ class MediaRoom:
             self._settings.subscriber_queue_packets,
             self._settings.history_packets,
             request_keyframe=self._request_keyframe,
+            publisher_of=self._publishers.get,
+            bandwidth=self._settings.bandwidth,
+            on_video_paused=self._on_video_paused,
         )
         offer = await self._negotiate(connection, subscriber.negotiate(), pid, "subscribe")
         mids = [ReceiveSlot(index=i, audio_mid=a, video_mid=v) for i, a, v in subscriber.mids()]

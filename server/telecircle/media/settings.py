@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from telecircle.config import Settings
+from telecircle.domain.bandwidth import DEFAULT_BANDWIDTH_POLICY, BandwidthPolicy
 from telecircle.media.ice_network import PortRange
 from telecircle.media.lost_packets import DEFAULT_NACK_POLICY, NackPolicy
 
@@ -32,6 +33,8 @@ class MediaSettings:
     keyframe_request_interval: float = 0.5
     # Asking publishers again for lost video packets (aiortc asks once per gap).
     nack: NackPolicy = DEFAULT_NACK_POLICY
+    # When a weak subscriber's videos pause and come back (see domain/bandwidth.py).
+    bandwidth: BandwidthPolicy = DEFAULT_BANDWIDTH_POLICY
     # Outgoing packets kept per slot for answering a subscriber's NACKs.
     history_packets: int = 512
     # A browser's publish offer has one audio and one video m-line; a few more are
@@ -68,6 +71,14 @@ class MediaSettings:
             subscriber_queue_packets=settings.subscriber_queue_packets,
             keyframe_request_interval=settings.keyframe_request_interval,
             connect_timeout=settings.ice_connect_timeout,
+            bandwidth=BandwidthPolicy(
+                headroom=settings.weak_video_headroom,
+                pause_below=settings.weak_video_pause_below,
+                loss_limit=settings.weak_video_loss,
+                hold=settings.weak_video_hold,
+                probe_after=settings.weak_video_probe_after,
+                probe_max=settings.weak_video_probe_max,
+            ),
             nack=NackPolicy(
                 settings.nack_retry_interval, settings.nack_max_tries, settings.nack_max_missing
             ),

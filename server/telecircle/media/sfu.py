@@ -22,6 +22,7 @@ from telecircle.media.ice_network import (
 from telecircle.media.ice_policy import IcePolicy
 from telecircle.media.room import MediaRoom, PathLostCallback, SlotsCallback
 from telecircle.media.settings import MediaSettings
+from telecircle.media.subscriber import VideoPausedCallback
 
 __all__ = ["MediaConfigError", "MediaCounts", "MediaError", "MediaRoom", "MediaSettings", "Sfu"]
 
@@ -115,6 +116,7 @@ class Sfu:
         *,
         on_slots: SlotsCallback,
         on_path_lost: PathLostCallback,
+        on_video_paused: VideoPausedCallback | None = None,
         beyond_limit: bool = False,
     ) -> MediaRoom:
         """The open room for ``room_key``, created on first use (later callbacks are ignored).
@@ -142,6 +144,7 @@ class Sfu:
             on_slots=on_slots,
             on_path_lost=on_path_lost,
             on_closed=self._forget,
+            on_video_paused=on_video_paused,
         )
         self._rooms[room_key] = room
         return room

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 
 from aiortc import RTCSessionDescription
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
+from telecircle.domain.bandwidth import BandwidthPolicy, Report, Video, VideoBudget
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import TrackKind, TrackRef
 from telecircle.media import aiortc_tap
 from telecircle.media.connection import Connection, codec_preferences
+from telecircle.media.publisher import Publisher
 from telecircle.media.rewrite import PictureIdRewriter, StreamRewriter
 from telecircle.media.slots import SlotTable
 from telecircle.media.vp8 import Vp8Info
@@ -24,6 +27,8 @@ VIDEO_CLOCK = 90_000
 # What one packet counts as when the packet limit on a subscriber's unsent packets
 # becomes the byte limit on its socket's buffer.
 PACKET_BYTES = 1200
+
+VideoPausedCallback = Callable[[ParticipantId, frozenset[ParticipantId]], None]
 
 
 class TrackSlot:
@@ -37,6 +42,8 @@ class TrackSlot:
         self.tap: aiortc_tap.SlotSenderTap | None = None
         self.publisher: ParticipantId | None = None
         self.active = False
+        # Paused for this subscriber's weak connection (see domain/bandwidth.py).
+        self.held = False
         self.waiting_keyframe = self.is_video
         self.rewriter = StreamRewriter(VIDEO_CLOCK if self.is_video else AUDIO_CLOCK)
         self.pictures = PictureIdRewriter()
@@ -58,6 +65,10 @@ class Subscriber:
     :meth:`offer` (synchronous, from publishers' receive paths): no queue hop, no task.
     A socket that already holds ``queue_capacity`` packets' worth of unsent bytes drops
     the packet; a dropped video packet makes its slot wait for the next keyframe.
+
+    The subscriber's RTCP (REMB estimates, receiver reports) feeds its video budget:
+    videos its connection cannot carry are paused for it alone (audio continues) and
+    come back with a keyframe; ``on_video_paused(pid, publishers)`` reports each change.
     """
 
     def __init__(
@@ -68,6 +79,9 @@ class Subscriber:
         queue_capacity: int,
         history_size: int,
         request_keyframe: Callable[[ParticipantId, TrackKind], None],
+        publisher_of: Callable[[ParticipantId], Publisher | None],
+        bandwidth: BandwidthPolicy,
+        on_video_paused: VideoPausedCallback,
     ) -> None:
         self.pid = pid
         self.connection = connection
@@ -83,6 +97,12 @@ class Subscriber:
         self.screen = TrackSlot(TrackKind.SCREEN, slot_count, history_size)
         self._buffer_limit = queue_capacity * PACKET_BYTES
         self._request_keyframe = request_keyframe
+        self._publisher_of = publisher_of
+        self._on_video_paused = on_video_paused
+        self.budget = VideoBudget(bandwidth)
+        # One RTCP packet reaches every sender it names: it counts once.
+        self._last_feedback: AnyRtcpPacket | None = None
+        self._loop = asyncio.get_running_loop()
         self.dropped = 0
         self.sent = 0
         self._failed_once = False
@@ -99,6 +119,7 @@ class Subscriber:
                 on_started=self._started_callback(track_slot),
                 on_nack=self._nack_callback(track_slot),
                 on_keyframe_request=self._pli_callback(track_slot),
+                on_feedback=self._feedback,
                 buffer_limit=self._buffer_limit,
             )
         offer = await pc.createOffer()
@@ -134,6 +155,8 @@ class Subscriber:
             resumed = active and not track_slot.active
             track_slot.publisher = publisher
             track_slot.active = active
+            if track_slot.is_video:
+                track_slot.held = publisher is not None and publisher in self.budget.paused
             if changed or resumed:
                 track_slot.resync(same_source=not changed)
                 # Ask for a keyframe only once this slot can send: a keyframe that arrives
@@ -180,7 +203,7 @@ class Subscriber:
                 return
             track_slot = self.slots[index][1 if info is not None else 0]
         tap = track_slot.tap
-        if not track_slot.active or tap is None or tap.stream is None:
+        if not track_slot.active or track_slot.held or tap is None or tap.stream is None:
             return
         try:
             sent = self._send(track_slot, tap, publisher, packet, info)
@@ -237,6 +260,62 @@ class Subscriber:
                 self._request_keyframe(track_slot.publisher, track_slot.kind)
 
         return pli
+
+    # ---- weak connections ---------------------------------------------------------------
+
+    def _feedback(self, packet: AnyRtcpPacket) -> None:
+        if packet is self._last_feedback:
+            return
+        self._last_feedback = packet
+        feedback = aiortc_tap.read_feedback(packet)
+        if feedback is None:
+            return
+        now = self._loop.time()
+        videos, audio = self._sent(now)
+        report = Report(now, videos, audio, feedback.estimate, feedback.loss, feedback.streams)
+        if self.budget.update(report):
+            self._hold_videos()
+
+    def _sent(self, now: float) -> tuple[list[Video], float]:
+        """The videos meant for this subscriber, the one who spoke last first, with their
+        rates; and the rate of the audio sent to it."""
+        spoken: list[tuple[float, Video]] = []
+        audio = 0.0
+        for audio_slot, video_slot in self.slots:
+            owner = video_slot.publisher
+            publisher = self._publisher_of(owner) if owner is not None else None
+            if owner is None or publisher is None:
+                continue
+            if audio_slot.active:
+                audio += publisher.rates[TrackKind.AUDIO].bits_per_second(now)
+            if video_slot.active:
+                rate = publisher.rates[TrackKind.VIDEO].bits_per_second(now)
+                spoken.append((publisher.last_spoke, Video(owner, rate)))
+        spoken.sort(key=lambda entry: entry[0], reverse=True)
+        return [video for _, video in spoken], audio
+
+    def _hold_videos(self) -> None:
+        paused = self.budget.paused
+        for _, video_slot in self.slots:
+            held = video_slot.publisher is not None and video_slot.publisher in paused
+            if held == video_slot.held:
+                continue
+            video_slot.held = held
+            if not held and video_slot.publisher is not None:
+                video_slot.resync(same_source=True)
+                if video_slot.active and video_slot.tap is not None and video_slot.tap.ready:
+                    self._request_keyframe(video_slot.publisher, video_slot.kind)
+        loss, estimate, sending = self.budget.last_figures
+        logger.info(
+            "media.weak_video subscriber=%s paused=%d why=%s loss=%s estimate=%s sending=%d",
+            self.pid,
+            len(paused),
+            self.budget.last_change,
+            "-" if loss is None else f"{loss:.2f}",
+            "-" if estimate is None else f"{estimate:.0f}",
+            sending,
+        )
+        self._on_video_paused(self.pid, paused)
 
     # ---- sending ----------------------------------------------------------------------
 

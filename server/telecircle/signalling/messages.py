@@ -360,6 +360,14 @@ class SlotsEvent(Message):
     slots: list[SlotAssignment]
 
 
+class VideoPausedEvent(Message):
+    """Event ``video_paused``: whose video the server has paused for this client because
+    its connection cannot carry it (audio continues; each comes back by itself when the
+    connection recovers). Sent whenever the set changes; empty: nobody's."""
+
+    participant_ids: list[str]
+
+
 class WaitingView(Message):
     """Someone in the lobby, as the clinicians see them (location and emergency
     contact are for clinicians only)."""
@@ -519,6 +527,7 @@ CLIENT_EVENTS: dict[str, type[Message]] = {
 SERVER_EVENTS: dict[str, type[Message]] = {
     "roster": RosterEvent,
     "slots": SlotsEvent,
+    "video_paused": VideoPausedEvent,
     "media_lost": MediaLostEvent,
     "closed": ClosedEvent,
     "lobby": LobbyEvent,

@@ -1019,6 +1019,14 @@ class SignallingServer:
         event = m.SlotsEvent(slots=[m.SlotAssignment(index=i, participant_id=p) for i, p in slots])
         self._emit_soon("slots", event, sid)
 
+    def video_paused(self, pid: ParticipantId, publishers: frozenset[ParticipantId]) -> None:
+        """The videos paused for pid's weak connection changed (a media callback)."""
+        sid = self._sid_by_participant.get(pid)
+        if sid is None:
+            return
+        event = m.VideoPausedEvent(participant_ids=sorted(publishers))
+        self._emit_soon("video_paused", event, sid)
+
     async def _drop_transport(self, sid: ConnectionId) -> None:
         # An engine.io close without a socket.io disconnect: the client sees a transport
         # close (not "io server disconnect"), so socket.io's reconnection applies.

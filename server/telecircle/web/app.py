@@ -231,6 +231,7 @@ async def _start(app: web.Application) -> None:
             code,
             on_slots=signalling.slots_changed,
             on_path_lost=path_lost,
+            on_video_paused=signalling.video_paused,
             beyond_limit=recovering,
         )
 
