@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.netns import HOST_ADDRESS, PathCutLab, unavailable
 from tests.e2e.room_page import Browsers
 from tests.e2e.site import Administrator, Clinic, prepare_clinic, wait_for_setup_link
 
@@ -195,3 +196,29 @@ async def browsers(chromium_path: Path, tmp_path: Path) -> AsyncIterator[Browser
             yield pool
         finally:
             await pool.close_all()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[PathCutLab]:
+    """A network namespace for one browser, joined to the host by a veth pair
+    (tests/e2e/netns.py), for a module's tests; skipped where none can be made."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    lab = PathCutLab(chromium_path, tmp_path_factory.mktemp("netns"))
+    try:
+        lab.create()
+        yield lab
+    finally:
+        lab.remove()
+
+
+@contextmanager
+def server_on_host_link(
+    tmp_path_factory: pytest.TempPathFactory, environment: Mapping[str, str]
+) -> Iterator[Server]:
+    """A server on the veth's host address, reachable from the host and from inside the
+    namespace (its ICE candidates there and on 127.0.0.1), with ``environment``."""
+    settings = {"TELECIRCLE_ICE_HOST_ADDRESSES": f"{HOST_ADDRESS},127.0.0.1", **environment}
+    with running_server(tmp_path_factory.mktemp("telecircle-data"), HOST_ADDRESS, settings) as up:
+        yield up

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, Site, running_server
-from tests.e2e.netns import HOST_ADDRESS, PathCutLab, unavailable
+from tests.e2e.conftest import Server, Site, server_on_host_link
+from tests.e2e.netns import PathCutLab
 from tests.e2e.room_page import (
     BLUE,
     CHROMIUM_ARGS,
@@ -76,31 +76,15 @@ RECORD_TILE_SETS_JS = """
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[PathCutLab]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = PathCutLab(chromium_path, tmp_path_factory.mktemp("netns"))
-    try:
-        lab.create()
-        yield lab
-    finally:
-        lab.remove()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, lab: PathCutLab) -> Iterator[Server]:
     """The server on the veth's host address (overrides conftest's, which is on
     127.0.0.1): reachable from the host and from inside the namespace."""
     environment = {
-        "TELECIRCLE_ICE_HOST_ADDRESSES": f"{HOST_ADDRESS},127.0.0.1",
         "TELECIRCLE_SOCKET_PING_INTERVAL": str(PING_INTERVAL_S),
         "TELECIRCLE_SOCKET_PING_TIMEOUT": str(PING_TIMEOUT_S),
         "TELECIRCLE_RECONNECT_GRACE": str(RECONNECT_GRACE_S),
     }
-    with running_server(
-        tmp_path_factory.mktemp("telecircle-data"), HOST_ADDRESS, environment
-    ) as up:
+    with server_on_host_link(tmp_path_factory, environment) as up:
         yield up
 
 

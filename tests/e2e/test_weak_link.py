@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, Site, running_server
-from tests.e2e.netns import HOST_ADDRESS, PathCutLab, unavailable
+from tests.e2e.conftest import Server, Site, server_on_host_link
+from tests.e2e.netns import PathCutLab
 from tests.e2e.room_page import (
     BLUE,
     CHROMIUM_ARGS,
@@ -50,30 +50,14 @@ TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[PathCutLab]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = PathCutLab(chromium_path, tmp_path_factory.mktemp("netns"))
-    try:
-        lab.create()
-        yield lab
-    finally:
-        lab.remove()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, lab: PathCutLab) -> Iterator[Server]:
     """The server on the veth's host address, with short weak-video timers."""
     environment = {
-        "TELECIRCLE_ICE_HOST_ADDRESSES": f"{HOST_ADDRESS},127.0.0.1",
         "TELECIRCLE_WEAK_VIDEO_HOLD": "2",
         "TELECIRCLE_WEAK_VIDEO_PROBE_AFTER": "4",
         "TELECIRCLE_WEAK_VIDEO_PROBE_MAX": "8",
     }
-    with running_server(
-        tmp_path_factory.mktemp("telecircle-data"), HOST_ADDRESS, environment
-    ) as up:
+    with server_on_host_link(tmp_path_factory, environment) as up:
         yield up
 
 
