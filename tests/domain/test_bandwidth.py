@@ -65,12 +65,12 @@ def test_an_estimate_that_trails_what_is_sent_is_not_congestion() -> None:
 def test_an_estimate_that_falls_well_below_what_is_sent_pauses() -> None:
     budget = VideoBudget(POLICY)
     budget.update(report(0, estimate=2_000_000))
-    # Fell, but still above what is sent (1.6 Mbit/s): fine.
+    # Fell, but still above the video sent (1.5 Mbit/s; estimates do not cover audio).
     assert not budget.update(report(3, estimate=1_700_000))
     # Fell to 0.85 of what is sent, as a jittery link that carries everything makes a
     # browser's estimator do: not congestion.
-    assert not budget.update(report(6, estimate=1_360_000))
-    assert not budget.update(report(8, estimate=1_360_000))
+    assert not budget.update(report(6, estimate=1_275_000))
+    assert not budget.update(report(8, estimate=1_275_000))
     # Fell well below what is sent (under 0.7 of it), and stays there: one video paused.
     assert not budget.update(report(9, estimate=1_000_000))
     assert budget.update(report(11, estimate=1_000_000))
@@ -88,9 +88,10 @@ def pause_two(budget: VideoBudget) -> float:
 def test_room_in_the_estimate_brings_the_most_important_back_first() -> None:
     budget = VideoBudget(POLICY)
     paused_at = pause_two(budget)
-    # Sending A and audio: 0.6 Mbit/s; B fits at (0.6 + 0.5) * 1.2 = 1.32 Mbit/s.
-    assert not budget.update(report(paused_at + 2, estimate=1_300_000, loss=0.0))
-    assert budget.update(report(paused_at + 3, estimate=1_320_000))
+    # Sending A's video: 0.5 Mbit/s; B fits at (0.5 + 0.5) * 1.2 = 1.2 Mbit/s (audio is
+    # not in the estimate).
+    assert not budget.update(report(paused_at + 2, estimate=1_190_000, loss=0.0))
+    assert budget.update(report(paused_at + 3, estimate=1_200_000))
     assert budget.paused == {C}
 
 
@@ -212,8 +213,8 @@ def test_estimates_per_stream_add_up_and_one_going_quiet_is_not_a_fall() -> None
     budget = VideoBudget(POLICY)
     for stream in (1, 2, 3):
         budget.update(Report(0.0, VIDEOS, AUDIO, 700_000, None, (stream,)))
-    # 2.1 Mbit/s in all; stream 1's estimate drops 10 % and the total is still above what
-    # is sent (1.6 Mbit/s): a fall, but no overuse.
+    # 2.1 Mbit/s in all; stream 1's estimate drops 10 % and the total is still above the
+    # video sent (1.5 Mbit/s): a fall, but no overuse.
     assert not budget.update(Report(3.0, VIDEOS, AUDIO, 630_000, None, (1,)))
     # Streams 2 and 3 go quiet (no estimate for 5 s): the total drops, not a fall.
     assert not budget.update(Report(8.5, VIDEOS, AUDIO, 630_000, None, (1,)))

@@ -147,9 +147,11 @@ class TrustingBrowsers(Browsers):
         super().__init__(chromium, camera_dir, stack)
         self.spki = spki
 
-    async def launch(self, name: str, colour: RGB, args: list[str] | None = None) -> Browser:
+    async def launch(
+        self, name: str, colour: RGB, args: list[str] | None = None, noise: int = 0
+    ) -> Browser:
         flags = [*(args or CHROMIUM_ARGS), f"--ignore-certificate-errors-spki-list={self.spki}"]
-        return await super().launch(name, colour, flags)
+        return await super().launch(name, colour, flags, noise)
 
 
 @pytest.fixture

@@ -143,7 +143,9 @@ class VideoBudget:
         self._paused = [p for p in self._paused if p in wanted]
         rates = {v.publisher: v.bits_per_second for v in report.videos}
         active = [p for p in wanted if p not in self._paused]
-        sending = sum(rates[p] for p in active) + report.audio_bps
+        # Estimates cover the streams that carry abs-send-time: the videos, not audio.
+        video_sending = sum(rates[p] for p in active)
+        sending = video_sending + report.audio_bps
         mean_loss = sum(losses) / len(losses) if losses else None
         self.last_figures = (mean_loss, estimate, sending)
         if fell:
@@ -152,7 +154,7 @@ class VideoBudget:
         # Below what is sent after a fall (an estimate that merely trails is not).
         overused = (
             estimate is not None
-            and estimate < sending * policy.pause_below
+            and estimate < video_sending * policy.pause_below
             and now - self._fell_at <= REPORT_LIFETIME
         )
         if lossy or overused:
@@ -170,7 +172,7 @@ class VideoBudget:
             elif self._congested_since is None and self._paused:
                 ahead = min(self._paused, key=wanted.index)
                 fits = estimate is not None and (
-                    estimate >= (sending + rates[ahead]) * policy.headroom
+                    estimate >= (video_sending + rates[ahead]) * policy.headroom
                 )
                 if fits or now >= self._probe_at:
                     self.last_change = "room" if fits else "probe"
