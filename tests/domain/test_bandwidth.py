@@ -241,3 +241,14 @@ def test_losses_per_stream_are_averaged_over_the_streams() -> None:
     assert not budget.update(Report(3.5, VIDEOS, AUDIO, None, 0.3, (3,)))
     assert budget.update(Report(5.5, VIDEOS, AUDIO, None, 0.3, (3,)))
     assert budget.paused == {C}
+
+
+def test_an_estimate_from_before_a_pause_is_no_base_for_a_fall() -> None:
+    """A paused stream's receiver goes quiet; when the video comes back its first
+    estimate starts low again, which is not a fall from the estimate of long ago."""
+    budget = VideoBudget(POLICY)
+    assert not budget.update(Report(0.0, VIDEOS, AUDIO, 2_000_000, None, (1,)))
+    # Ten seconds later, far below the old figure and below what is sent: no fall.
+    for now in (10.0, 11.0, 12.0, 13.0):
+        assert not budget.update(Report(now, VIDEOS, AUDIO, 300_000, None, (1,)))
+    assert budget.paused == frozenset()

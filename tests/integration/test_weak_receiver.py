@@ -112,7 +112,7 @@ async def test_a_throttled_receiver_keeps_audio_and_gets_its_video_back(tmp_path
         decoded = {o.name: weak.decoded_from(o) for o in (ann, ben)}
         await wait_until(
             lambda: all(weak.decoded_from(o) > decoded[o.name] + 5 for o in (ann, ben)),
-            timeout=15,
+            timeout=30,
         )
         for owner in (ann, ben):
             colours = weak.decoded_colours(owner)

@@ -124,6 +124,12 @@ class VideoBudget:
         policy = self._policy
         fell = False
         now = report.now
+        # Figures not renewed for a while are gone first: an estimate from before a pause
+        # is no base for a fall.
+        for figures in (self._estimates, self._losses):
+            for streams, (_, at) in list(figures.items()):
+                if now - at > REPORT_LIFETIME:
+                    del figures[streams]
         if report.estimate_bps is not None:
             # A fall is the same streams' estimate dropping, never a set going quiet.
             previous = self._estimates.get(report.streams)
@@ -131,10 +137,6 @@ class VideoBudget:
             self._estimates[report.streams] = (report.estimate_bps, now)
         if report.loss is not None:
             self._losses[report.streams] = (report.loss, now)
-        for figures in (self._estimates, self._losses):
-            for streams, (_, at) in list(figures.items()):
-                if now - at > REPORT_LIFETIME:
-                    del figures[streams]
         estimate = sum(bps for bps, _ in self._estimates.values()) if self._estimates else None
         losses = [lost for lost, _ in self._losses.values()]
         wanted = [v.publisher for v in report.videos]
