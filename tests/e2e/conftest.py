@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.netns import HOST_ADDRESS, PathCutLab, unavailable
-from tests.e2e.room_page import Browsers
+from tests.e2e.room_page import CHROMIUM_ARGS, Browsers
 from tests.e2e.site import Administrator, Clinic, prepare_clinic, wait_for_setup_link
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -222,3 +222,9 @@ def server_on_host_link(
     settings = {"TELECIRCLE_ICE_HOST_ADDRESSES": f"{HOST_ADDRESS},127.0.0.1", **environment}
     with running_server(tmp_path_factory.mktemp("telecircle-data"), HOST_ADDRESS, settings) as up:
         yield up
+
+
+def browser_args(base_url: str) -> list[str]:
+    """Chromium's flags for a page of the server on the host link: http://10.77.7.1 is
+    not a secure context as 127.0.0.1 is, and camera and microphone need one."""
+    return [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={base_url}"]

@@ -27,11 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, Site, server_on_host_link
+from tests.e2e.conftest import Server, Site, browser_args, server_on_host_link
 from tests.e2e.netns import PathCutLab
 from tests.e2e.room_page import (
     BLUE,
-    CHROMIUM_ARGS,
     GREEN,
     RED,
     RGB,
@@ -86,12 +85,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, lab: PathCutLab) -> Iterato
     }
     with server_on_host_link(tmp_path_factory, environment) as up:
         yield up
-
-
-def browser_args(base_url: str) -> list[str]:
-    # http://10.77.7.1 is not a secure context as 127.0.0.1 is: camera and microphone
-    # need one.
-    return [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={base_url}"]
 
 
 async def tile_sets(page: RoomPage) -> list[set[str]]:

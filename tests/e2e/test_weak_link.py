@@ -23,11 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, Site, server_on_host_link
+from tests.e2e.conftest import Server, Site, browser_args, server_on_host_link
 from tests.e2e.netns import PathCutLab
 from tests.e2e.room_page import (
     BLUE,
-    CHROMIUM_ARGS,
     GREEN,
     RED,
     Browsers,
@@ -65,9 +64,7 @@ async def test_a_weak_link_pauses_video_keeps_audio_and_recovers(
     site: Site, lab: PathCutLab, browsers: Browsers, tmp_path: Path, artifacts_dir: Path
 ) -> None:
     base = site.server.base_url
-    # http://10.77.7.1 is not a secure context as 127.0.0.1 is: camera and microphone
-    # need one.
-    args = [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={base}"]
+    args = browser_args(base)
     room_id = await asyncio.to_thread(site.therapist.create_room, "Weak link group", 3)
     _, alice = await browsers.open(
         "Alice",

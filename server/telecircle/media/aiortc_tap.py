@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -155,8 +154,8 @@ class SilentTrack(MediaStreamTrack):
 class SlotSenderTap:
     """The SFU's handle on one subscriber slot's sender.
 
-    ``stream`` and ``ready`` are set once aiortc has started the sender (after the
-    subscriber's answer and DTLS); packets may only be sent after that.
+    ``stream`` is set (and ``ready`` true) once aiortc has started the sender (after
+    the subscriber's answer and DTLS); packets may only be sent after that.
     """
 
     def __init__(
@@ -172,7 +171,6 @@ class SlotSenderTap:
         self.buffer_limit = buffer_limit
         self.ssrc: int = sender._ssrc
         self.stream: OutgoingStream | None = None
-        self.ready = False
         self._any: Any = sender
         original_send = sender.send
         original_rtcp = sender._handle_rtcp_packet
@@ -185,7 +183,6 @@ class SlotSenderTap:
                 str(parameters.muxId),
                 extension_ids(parameters),
             )
-            self.ready = True
             on_started()
 
         async def handle_rtcp(packet: AnyRtcpPacket) -> None:
@@ -207,16 +204,21 @@ class SlotSenderTap:
         sender_any.send = send
         sender_any._handle_rtcp_packet = handle_rtcp
 
-    def send_now(self, data: bytes, rtp_timestamp: int, payload_bytes: int) -> bool:
+    @property
+    def ready(self) -> bool:
+        return self.stream is not None
+
+    def send_now(self, data: bytes, rtp_timestamp: int, payload_bytes: int, now: float) -> bool:
         """Protect one serialized packet and hand it to the socket at once; False if the
         socket already holds more than ``buffer_limit`` bytes unsent (then nothing is
-        sent: a subscriber that cannot keep up loses its own packets). Raises
-        ConnectionError if the path is not up."""
+        sent: a subscriber that cannot keep up loses its own packets). ``now`` is the
+        wall-clock time of sending (for the sender report). Raises ConnectionError if
+        the path is not up."""
         sent = send_rtp_now(self.sender.transport, data, self.buffer_limit)
         if sent:
             sender = self._any
             # Same bookkeeping aiortc's own RTP loop does, for its sender reports.
-            setattr(sender, SENDER_NTP_TIMESTAMP, int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32)))
+            setattr(sender, SENDER_NTP_TIMESTAMP, int((now + NTP_EPOCH_OFFSET) * (1 << 32)))
             setattr(sender, SENDER_RTP_TIMESTAMP, rtp_timestamp)
             setattr(sender, SENDER_PACKET_COUNT, getattr(sender, SENDER_PACKET_COUNT) + 1)
             setattr(sender, SENDER_OCTET_COUNT, getattr(sender, SENDER_OCTET_COUNT) + payload_bytes)

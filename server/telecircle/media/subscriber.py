@@ -357,7 +357,7 @@ class Subscriber:
         )
         history = track_slot.history
         history[seq % len(history)] = (seq, data)
-        if not tap.send_now(data, timestamp, len(payload)):
+        if not tap.send_now(data, timestamp, len(payload), now):
             return False
         self.sent += 1
         return True
