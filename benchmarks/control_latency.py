@@ -82,9 +82,9 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from aiortc.rtp import RtpPacket
 from yarl import URL
 
+from benchmarks.raw_rtp import payload_start
 from benchmarks.sfu_bench import (
     CALL_TIMEOUT,
     FLOW_TIMEOUT,
@@ -106,9 +106,8 @@ from benchmarks.sfu_bench import (
 from benchmarks.synthetic import (
     EncodedMedia,
     Ledger,
-    Publication,
+    PacketNote,
     encode_media,
-    make_publication,
     vp8_keyframe_start,
 )
 from telecircle.domain.activities import pair_up
@@ -196,49 +195,21 @@ class Member(SioParticipant):
 
     arrivals: AudioArrivals
     watch: MidWatch
-    lifetime: float
 
-    async def _publish_offer(self) -> Publication:
-        stop_at = asyncio.get_running_loop().time() + self.lifetime
-        self.publication = await make_publication(self.media, stop_at)
-        return self.publication
+    def _also_note(self) -> PacketNote:
+        owners, arrivals, watch = self.owner_of_mid, self.arrivals, self.watch
 
-    def _tap_subscribe(self) -> None:
-        super()._tap_subscribe()  # sfu_bench's counting handler on every receiver
-        for transceiver in self.subscribe_pc.getTransceivers():
-            if transceiver.kind == "audio":
-                self._note_audio(transceiver)
-            self._note_mid(transceiver)
+        def note(mid: str, kind: str, plain: bytes, now: float) -> None:
+            if kind == "audio" and (owner := owners.get(mid)) is not None:
+                arrivals.note(self.pid, owner, now)
+            watch.note(mid, kind == "video", plain[payload_start(plain) :], now)
+
+        return note
 
     def video_mids(self) -> dict[str, str]:
         """The video mid of each publisher this participant receives now (slots event)."""
         owners = self.owner_of_mid
         return {owners[video]: video for _, video in self.slot_mids.values() if video in owners}
-
-    def _note_mid(self, transceiver: Any) -> None:
-        receiver = transceiver.receiver
-        counted = receiver._handle_rtp_packet
-        mid, video, watch = str(transceiver.mid), transceiver.kind == "video", self.watch
-
-        async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-            watch.note(mid, video, packet.payload, time.perf_counter())
-            await counted(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = handle
-
-    def _note_audio(self, transceiver: Any) -> None:
-        receiver = transceiver.receiver
-        counted = receiver._handle_rtp_packet
-        mid = str(transceiver.mid)
-        owners, arrivals = self.owner_of_mid, self.arrivals
-
-        async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-            owner = owners.get(mid)
-            if owner is not None:
-                arrivals.note(self.pid, owner, time.perf_counter())
-            await counted(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = handle
 
 
 class Patient(Member):

@@ -61,13 +61,14 @@ from benchmarks.synthetic import (
     EncodedMedia,
     FirstPackets,
     Ledger,
+    PacketNote,
     Publication,
     browser_like_sdp,
-    count_receiver,
+    count_subscriber,
     encode_media,
     make_publication,
     new_pc,
-    stamp_sends,
+    start_sending,
 )
 from telecircle.config import load_settings
 from telecircle.crypto.tokens import new_secret, secret_hash
@@ -241,22 +242,30 @@ class Participant:
     first: FirstPackets = field(default_factory=FirstPackets)
     joined_at: float = 0.0
     negotiated_at: float = 0.0
+    lifetime: float = MEDIA_LIFETIME  # its media ends by itself this many seconds after publishing
 
     async def _publish_offer(self) -> Publication:
-        stop_at = asyncio.get_running_loop().time() + MEDIA_LIFETIME
+        stop_at = asyncio.get_running_loop().time() + self.lifetime
         self.publication = await make_publication(self.media, stop_at)
         return self.publication
 
     def _tap_subscribe(self) -> None:
-        for transceiver in self.subscribe_pc.getTransceivers():
-            count_receiver(transceiver, self.owner_of_mid, self.ledger, self.first)
+        """Count what the subscribe connection receives; call after its answer is set."""
+        count_subscriber(
+            self.subscribe_pc, self.owner_of_mid, self.ledger, self.first, self._also_note()
+        )
+
+    def _also_note(self) -> PacketNote | None:
+        """What else sees each received packet (subclasses that watch more)."""
+        return None
 
     async def close_pcs(self) -> None:
-        for pc in (self.publication.pc if self.publication else None, self.subscribe_pc):
-            if pc is not None:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(5):
-                        await pc.close()
+        if self.publication is not None:
+            await self.publication.close()
+        if self.subscribe_pc is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.subscribe_pc.close()
 
 
 class SioParticipant(Participant):
@@ -300,15 +309,15 @@ class SioParticipant(Participant):
         await publication.pc.setRemoteDescription(
             RTCSessionDescription(sdp=answer["sdp"], type="answer")
         )
-        stamp_sends(publication, self.pid, self.ledger)
+        start_sending(publication, self.pid, self.ledger)
         offer = await self.call("subscribe", {})
         self.slot_mids = {s["index"]: (s["audio_mid"], s["video_mid"]) for s in offer["slots"]}
         self.subscribe_pc = new_pc()
         await self.subscribe_pc.setRemoteDescription(
             RTCSessionDescription(sdp=offer["sdp"], type="offer")
         )
-        self._tap_subscribe()
         await self.subscribe_pc.setLocalDescription(await self.subscribe_pc.createAnswer())
+        self._tap_subscribe()
         raw = self.subscribe_pc.localDescription.sdp
         self.answer_chars = (len(raw), len(browser_like_sdp(raw)))
         await self.call("subscribe_answer", {"sdp": browser_like_sdp(raw)})
@@ -345,7 +354,7 @@ class RelayParticipant(Participant):
         await publication.pc.setRemoteDescription(
             RTCSessionDescription(sdp=answer["sdp"], type="answer")
         )
-        stamp_sends(publication, self.pid, self.ledger)
+        start_sending(publication, self.pid, self.ledger)
 
     async def subscribe(self) -> None:
         offer = await self.post("/subscribe", {"id": self.pid})
@@ -354,8 +363,8 @@ class RelayParticipant(Participant):
         await self.subscribe_pc.setRemoteDescription(
             RTCSessionDescription(sdp=offer["sdp"], type="offer")
         )
-        self._tap_subscribe()
         await self.subscribe_pc.setLocalDescription(await self.subscribe_pc.createAnswer())
+        self._tap_subscribe()
         await self.post("/answer", {"id": self.pid, "sdp": self.subscribe_pc.localDescription.sdp})
 
 

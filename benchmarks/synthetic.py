@@ -1,26 +1,40 @@
 """Synthetic participants for the benchmarks: pre-encoded media, replay, stamping, counting.
 
-Media is encoded once (PyAV libvpx / libopus) and replayed as ``av.Packet`` in real time:
-aiortc's sender only packetises it. Every RTP packet a publisher sends is stamped with
-its send time, keyed by the last 12 bytes of its payload (an SFU rewrites SSRC, sequence
-number, timestamp and the VP8 descriptor at the front, never the payload tail); receivers
-count packets per kind without depacketising or decoding and look the stamp up.
+Media is encoded once (PyAV libvpx / libopus) and replayed in real time by
+:mod:`benchmarks.raw_rtp` (aiortc sets the connections up; the RTP is written, protected
+and counted by hand, so the generator costs far less than the server). Every RTP packet a
+publisher sends is stamped with its send time, keyed by the last 12 bytes of its payload
+(an SFU rewrites SSRC, sequence number, timestamp and the VP8 descriptor at the front,
+never the payload tail); receivers count packets per kind without depacketising or
+decoding and look the stamp up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import av
 import numpy as np
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RtpPacket, is_rtcp
+from aiortc.sdp import SessionDescription
+
+from benchmarks.raw_rtp import (
+    RawPublisher,
+    RawSource,
+    RawStream,
+    negotiated,
+    payload_start,
+    split_vp8,
+    tap_subscriber,
+)
+from telecircle.media.aiortc_tap import SilentTrack
 
 WIDTH, HEIGHT, FPS = 640, 360, 30
 VIDEO_SECONDS = 4  # looped; keyframes at 0 s and 2 s
@@ -100,57 +114,6 @@ def encode_media() -> EncodedMedia:
     return EncodedMedia(tuple(video), tuple(keyframes), tuple(audio))
 
 
-class ReplayTrack(MediaStreamTrack):
-    """Replays encoded frames in real time, looping; a keyframe request jumps to frame 0.
-
-    ``stop_at`` (loop time) bounds it: after that ``recv`` ends the track.
-    """
-
-    def __init__(self, kind: str, frames: tuple[bytes, ...], stop_at: float) -> None:
-        super().__init__()
-        self.kind = kind
-        self._frames = frames
-        self._stop_at = stop_at
-        self._index = 0
-        self._count = 0
-        self._start: float | None = None
-        if kind == "video":
-            self._step, self._tick, self._time_base = 1 / FPS, 90_000 // FPS, VIDEO_TIME_BASE
-        else:
-            self._step, self._tick = AUDIO_FRAME / 48_000, AUDIO_FRAME
-            self._time_base = AUDIO_TIME_BASE
-        self.keyframe_requests = 0
-        self.request_times: list[float] = []  # perf_counter of the first 200 PLI/FIR
-        self._last_restart = -1.0
-
-    def request_keyframe(self) -> None:
-        # Answer PLI/FIR by restarting at the first keyframe (at most every 0.3 s).
-        now = time.perf_counter()
-        self.keyframe_requests += 1
-        if len(self.request_times) < 200:
-            self.request_times.append(now)
-        if now - self._last_restart >= 0.3:
-            self._last_restart = now
-            self._index = 0
-
-    async def recv(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self.readyState != "live" or loop.time() > self._stop_at:
-            raise MediaStreamError
-        if self._start is None:
-            self._start = loop.time()
-        delay = self._start + self._count * self._step - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        data = self._frames[self._index]
-        self._index = (self._index + 1) % len(self._frames)
-        packet = av.Packet(data)
-        packet.pts = self._count * self._tick
-        packet.time_base = self._time_base
-        self._count += 1
-        return packet
-
-
 def codec_only(kind: str) -> list[Any]:
     """Opus only (audio) or VP8 only (video), without RTX."""
     wanted = "audio/opus" if kind == "audio" else "video/vp8"
@@ -216,47 +179,71 @@ class Ledger:
 
 @dataclass
 class Publication:
+    """A participant's sendonly audio+video connection and the sources it replays.
+
+    :func:`start_sending` starts its :class:`RawPublisher` once the answer is applied;
+    :meth:`close` stops that and closes the connection."""
+
     pc: RTCPeerConnection
-    audio: ReplayTrack
-    video: ReplayTrack
+    audio: RawSource
+    video: RawSource
+    stop_at: float
+    publisher: RawPublisher | None = None
+
+    async def close(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.pc.close()
 
 
 async def make_publication(media: EncodedMedia, stop_at: float) -> Publication:
-    """A sendonly audio+video peer connection with its local offer set.
-
-    Call :func:`stamp_sends` after the answer is applied (bundling settles the transport).
-    """
+    """A sendonly audio+video peer connection with its local offer set; its tracks
+    never yield (aiortc packetises nothing: the raw publisher sends). A keyframe request
+    (PLI/FIR) to the video sender restarts the video at its first keyframe."""
     pc = new_pc()
-    audio = ReplayTrack("audio", media.audio, stop_at)
-    video = ReplayTrack("video", media.video, stop_at)
-    for track in (audio, video):
-        transceiver = pc.addTransceiver(track, direction="sendonly")
-        transceiver.setCodecPreferences(codec_only(track.kind))
-        if track.kind == "video":
+    audio = RawSource(tuple((frame,) for frame in media.audio))
+    video = RawSource(tuple(split_vp8(frame) for frame in media.video))
+    for kind in ("audio", "video"):
+        transceiver = pc.addTransceiver(SilentTrack(kind), direction="sendonly")
+        transceiver.setCodecPreferences(codec_only(kind))
+        if kind == "video":
             sender: Any = transceiver.sender
             sender._send_keyframe = video.request_keyframe  # answer PLI without an encoder
     await pc.setLocalDescription(await pc.createOffer())
-    return Publication(pc, audio, video)
+    return Publication(pc, audio, video, stop_at)
 
 
-def stamp_sends(publication: Publication, owner: str, ledger: Ledger) -> None:
-    """Record the send time of every outgoing RTP packet by its payload tail."""
-    kinds = {t.sender._ssrc: t.kind for t in publication.pc.getTransceivers()}
+def start_sending(publication: Publication, owner: str, ledger: Ledger) -> None:
+    """Start sending once the answer is applied; each packet's send time is recorded
+    by its payload tail (an SFU rewrites the front of a packet, never its tail)."""
+    pc = publication.pc
+    setups = negotiated(pc.remoteDescription.sdp)
+    streams: dict[str, RawStream] = {}
+    dtls = None
+    for transceiver in pc.getTransceivers():
+        setup = setups[str(transceiver.mid)]
+        audio = transceiver.kind == "audio"
+        streams[transceiver.kind] = RawStream(
+            setup, transceiver.sender._ssrc, AUDIO_FRAME if audio else 90_000 // FPS, audio
+        )
+        dtls = transceiver.sender.transport
     stamps = ledger.stamps.setdefault(owner, {})
     sent = ledger.sent
-    transports = {
-        id(t.sender.transport): t.sender.transport for t in publication.pc.getTransceivers()
-    }
-    for transport in transports.values():
-        original = transport._send_rtp
 
-        async def send(data: bytes, original: Any = original) -> None:
-            if not is_rtcp(data):
-                stamps[data[-TAIL:]] = time.perf_counter()
-                sent[kinds.get(int.from_bytes(data[8:12], "big"), "video")] += 1
-            await original(data)
+    def on_sent(kind: str, data: bytes) -> None:
+        stamps[data[-TAIL:]] = time.perf_counter()
+        sent[kind] += 1
 
-        transport._send_rtp = send
+    publication.publisher = RawPublisher(
+        dtls,
+        (streams["audio"], publication.audio),
+        (streams["video"], publication.video),
+        on_sent,
+        publication.stop_at,
+    )
+    publication.publisher.start()
 
 
 @dataclass
@@ -269,40 +256,62 @@ class FirstPackets:
     keyframe_by_owner: dict[str, float] = field(default_factory=dict)
 
 
-def count_receiver(
-    transceiver: Any, owner_of_mid: dict[str, str], ledger: Ledger, first: FirstPackets
+PacketNote = Callable[[str, str, bytes, float], None]  # mid, kind, unprotected packet, time
+
+
+def count_subscriber(
+    pc: RTCPeerConnection,
+    owner_of_mid: dict[str, str],
+    ledger: Ledger,
+    first: FirstPackets,
+    also: PacketNote | None = None,
 ) -> None:
-    """Replace the receiver's RTP handler: count, look up the stamp, never depacketise."""
-    mid = str(transceiver.mid)
-    kind = str(transceiver.kind)
-    received = ledger.received
-    delays = ledger.delays[kind]
-    unmatched = ledger.unmatched
-    stamps = ledger.stamps
-    is_video = kind == "video"
+    """Count every RTP packet the subscribe connection ``pc`` receives, by the kind and
+    owner of its mid, and look its send stamp up; never depacketise. ``also`` sees each
+    packet after it is counted. Call after the local answer is set."""
+    received, unmatched, stamps = ledger.received, ledger.unmatched, ledger.stamps
 
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        now = time.perf_counter()
-        received[kind] += 1
-        if is_video and packet.marker:
-            ledger.video_frames += 1
-        if first.any is None:
-            first.any = now
-        keyframe = is_video and vp8_keyframe_start(packet.payload)
-        if keyframe and first.keyframe is None:
-            first.keyframe = now
-        owner = owner_of_mid.get(mid)
-        if owner is None:
-            return
-        if keyframe and owner not in first.keyframe_by_owner:
-            first.keyframe_by_owner[owner] = now
-        if len(first.from_owners) < 64:
-            first.from_owners.add(owner)
-        if ledger.measuring:
-            sent_at = stamps.get(owner, {}).get(packet.payload[-TAIL:])
-            if sent_at is None:
-                unmatched[kind] += 1
-            else:
-                delays.append(now - sent_at)
+    def counter(mid: str, kind: str) -> Callable[[bytes, float], None]:
+        is_video = kind == "video"
+        delays = ledger.delays[kind]
 
-    transceiver.receiver._handle_rtp_packet = handle
+        def count(plain: bytes, now: float) -> None:
+            received[kind] += 1
+            if is_video and plain[1] & 0x80:
+                ledger.video_frames += 1
+            if first.any is None:
+                first.any = now
+            owner = owner_of_mid.get(mid)
+            looking = first.keyframe is None or owner not in first.keyframe_by_owner
+            if is_video and looking and vp8_keyframe_start(plain[payload_start(plain) :]):
+                if first.keyframe is None:
+                    first.keyframe = now
+                if owner is not None:
+                    first.keyframe_by_owner.setdefault(owner, now)
+            if owner is not None:
+                if len(first.from_owners) < 64:
+                    first.from_owners.add(owner)
+                if ledger.measuring:
+                    sent_at = stamps.get(owner, {}).get(plain[-TAIL:])
+                    if sent_at is None:
+                        unmatched[kind] += 1
+                    else:
+                        delays.append(now - sent_at)
+            if also is not None:
+                also(mid, kind, plain, now)
+
+        return count
+
+    counters = {}
+    dtls = None
+    for media in SessionDescription.parse(pc.remoteDescription.sdp).media:
+        if media.rtp.muxId is None:
+            continue
+        count = counter(media.rtp.muxId, media.kind)
+        for ssrc in media.ssrc:
+            counters[ssrc.ssrc] = count
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+    if dtls is None:
+        raise ValueError("the subscribe connection has no transceivers")
+    tap_subscriber(dtls, counters)
