@@ -194,9 +194,8 @@ class Circle:
 
     def slot_counts(self, receiver: Person) -> SlotCounts:
         """Per slot of ``receiver`` and kind (and its screen m-line): its publisher now,
-        and the packets the SFU has sent on that slot's sender so far (the sender's own
-        RTP packet count, bumped by aiortc_tap.SlotSenderTap.send_rtp; NACK resends are
-        not counted)."""
+        and the packets the SFU has sent on that slot's sender so far
+        (aiortc_tap.SlotSenderTap.packets_sent; NACK resends are not counted)."""
         live = self.server.app[ROOMS].live_room(RoomCode(self.code))
         assert live is not None
         media = live.media
@@ -213,7 +212,7 @@ class Circle:
         counts: SlotCounts = {}
         for index, owner, track_slot in fed:
             assert track_slot.tap is not None
-            sent = int(getattr(track_slot.tap.sender, aiortc_tap.SENDER_PACKET_COUNT))
+            sent = track_slot.tap.packets_sent
             counts[(index, track_slot.kind)] = (owner, sent)
         return counts
 

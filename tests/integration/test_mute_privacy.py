@@ -22,7 +22,6 @@ import pytest
 
 from telecircle.domain.ids import ParticipantId, RoomCode
 from telecircle.domain.model import TrackKind
-from telecircle.media import aiortc_tap
 from telecircle.media.room import MediaRoom
 from telecircle.storage import stores
 from tests.conftest import ROOMS, RunningServer
@@ -105,8 +104,8 @@ class Group:
         """Per receiver, the packets the SFU has sent it on ``track``'s slot sender.
 
         There is no public per-track counter in the SFU; this reads each subscriber
-        slot's sender packet count, which the SFU bumps for every packet it sends
-        there (aiortc_tap.SlotSenderTap.send_rtp; NACK resends are not counted).
+        slot's count of the packets the SFU sent there
+        (aiortc_tap.SlotSenderTap.packets_sent; NACK resends are not counted).
         """
         owner, kind = track
         live = self.server.app[ROOMS].live_room(RoomCode(self.code))
@@ -120,7 +119,7 @@ class Group:
             assert index is not None, "the owner keeps their slot while one kind flows"
             tap = subscriber.slots[index][0 if kind is AUDIO else 1].tap
             assert tap is not None
-            counts[receiver.pid] = int(getattr(tap.sender, aiortc_tap.SENDER_PACKET_COUNT))
+            counts[receiver.pid] = tap.packets_sent
         return counts
 
     # ---- waiting and checking ---------------------------------------------------------

@@ -8,6 +8,7 @@ re-read those modules against the new aiortc/aioice source before changing the p
 from __future__ import annotations
 
 import inspect
+import re
 import struct
 
 import aioice
@@ -75,6 +76,46 @@ async def test_receiver_and_sender_internals_exist() -> None:
         assert hasattr(RTCRtpReceiver, "_send_rtcp_pli")
     finally:
         await pc.close()
+
+
+async def test_the_fast_receive_path_internals_exist() -> None:
+    """take_rtp, route_rtp and ReceiverPath stand in for aiortc's receive path with the
+    same internals: the SRTP session and router of the DTLS transport, the receiver's
+    statistics, REMB estimator and RTCP SSRC, and the aioice entry for non-STUN data."""
+    pc = new_peer_connection()
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        dtls = receiver.transport
+        assert getattr(dtls, aiortc_tap.DTLS_RX_SRTP) is None  # set once DTLS is up
+        router = getattr(dtls, aiortc_tap.DTLS_ROUTER)
+        assert router.ssrc_table == {} and router.mid_table == {}
+        assert inspect.iscoroutinefunction(getattr(dtls, aiortc_tap.DTLS_HANDLE_RTP))
+        connection = getattr(dtls.transport, aiortc_tap.ICE_CONNECTION)
+        assert callable(getattr(type(connection), aiortc_tap.ICE_DATA_RECEIVED))
+        assert getattr(receiver, aiortc_tap.RECEIVER_REMOTE_STREAMS) == {}
+        assert isinstance(getattr(receiver, aiortc_tap.RECEIVER_RTCP_SSRC), int)
+        assert getattr(receiver, aiortc_tap.RECEIVER_BITRATE_ESTIMATOR) is not None
+    finally:
+        await pc.close()
+    # What the fast path replaces, line for line.
+    recv_source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "data = self._rx_srtp.unprotect(data)" in recv_source
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in recv_source
+    handle_source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    for line in (
+        "self.__remote_bitrate_estimator.add(",
+        "fci=pack_remb_fci(*remb)",
+        "self.__remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)",
+        "self.__remote_streams[packet.ssrc].add(packet)",
+    ):
+        assert line in handle_source, line
+    # The statistics read only these two fields of a packet.
+    statistics_source = inspect.getsource(rtcrtpreceiver.StreamStatistics.add)
+    fields = set(re.findall(r"packet\.(\w+)", statistics_source))
+    assert fields == {"sequence_number", "timestamp"}
+    # The RTCP loop reports what those statistics hold, from the receiver's RTCP SSRC.
+    rtcp_source = inspect.getsource(RTCRtpReceiver._run_rtcp)
+    assert "for ssrc, stream in self.__remote_streams.items():" in rtcp_source
 
 
 def test_guarded_connect_seam() -> None:

@@ -38,7 +38,9 @@ def test_a_gap_is_asked_for_again_until_it_comes() -> None:
     for seq in (10, 11, 14):
         assert not packets.received(1, seq, now=0.0)
     assert packets.missing == [12, 13]
-    # aiortc NACKed the gap when it appeared: nothing is due before the interval.
+    # A new gap is asked for at once, then not again before the interval.
+    assert packets.due(0.0) == ([12, 13], False)
+    assert packets.asked_again == 0
     assert packets.due(0.1) == ([], False)
     assert packets.due(0.2) == ([12, 13], False)
     packets.received(1, 12, now=0.25)  # the retransmission
@@ -52,6 +54,7 @@ def test_a_packet_is_given_up_after_the_last_try() -> None:
     packets = lost(tries=2)
     packets.received(1, 100, now=0.0)
     packets.received(1, 102, now=0.0)
+    assert packets.due(0.0) == ([101], False)  # first try, at once
     assert packets.due(0.2) == ([101], False)  # second try
     assert packets.due(0.3) == ([], False)
     assert packets.due(0.4) == ([], True)  # given up: ask for a keyframe
@@ -75,7 +78,7 @@ def test_sequence_numbers_wrap() -> None:
     assert packets.missing == [65535, 0]
 
 
-async def test_a_nack_across_the_wrap_is_sent_in_an_order_aiortc_can_pack() -> None:
+def test_a_nack_across_the_wrap_is_sent_in_an_order_aiortc_can_pack() -> None:
     """aiortc 1.16's NACK packer needs ascending numbers; the lost packets of a gap that
     crosses 65535 → 0 are due in arrival order (65534, 65535, 0, 1)."""
     packets = lost()
@@ -86,16 +89,8 @@ async def test_a_nack_across_the_wrap_is_sent_in_an_order_aiortc_can_pack() -> N
     with pytest.raises(ValueError):  # what the packer does with them as they come
         bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=2, lost=due))
 
-    sent: list[bytes] = []
-
-    class Receiver:
-        async def _send_rtcp_nack(self, media_ssrc: int, lost: list[int]) -> None:
-            sent.append(
-                bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=2, lost=lost))
-            )
-
-    await aiortc_tap.send_nack(Receiver(), 2, due)  # type: ignore[arg-type]
-    packet = RtcpRtpfbPacket.parse(sent[0][4:], RTCP_RTPFB_NACK)  # the RTCP header off
+    sent = aiortc_tap.nack_packet(1, 2, due)
+    packet = RtcpRtpfbPacket.parse(sent[4:], RTCP_RTPFB_NACK)  # the RTCP header off
     assert sorted(packet.lost) == sorted(due)
 
 
@@ -216,7 +211,7 @@ async def test_a_packet_that_never_comes_is_given_up_for_a_keyframe(
         chosen = drop_sends_of_one_video_packet(publisher, times=1_000_000)
         bookkeeping = room._publishers[publisher.pid]._keyframes[TrackKind.VIDEO].lost
         await wait_until(lambda: bookkeeping.given_up == 1, timeout=10)
-        # Asked for once by aiortc, then by the SFU up to the last try: then a keyframe.
+        # Asked for at once, then again up to the last try: then a keyframe.
         assert nacked.count(chosen[0]) >= NackPolicy().max_tries
         await wait_until(lambda: publisher.video_track.keyframes_requested > keyframes_before)
     finally:

@@ -1,11 +1,12 @@
-"""The video packets a publisher's stream is missing at the SFU, asked for again until
-they come (or a keyframe makes them moot).
+"""The video packets a publisher's stream is missing at the SFU, asked for at once and
+again until they come (or a keyframe makes them moot).
 
-Defends against aiortc 1.16's receiver-side NACK logic (``rtcrtpreceiver.NackGenerator``):
-it sends a NACK only when a *new* gap appears in the sequence numbers. A packet whose
-NACK or retransmission is lost as well is asked for again only when some later packet
-is lost; on a path whose loss comes in bursts, the last losses of a burst are never
-asked for again. The SFU is the only receiver of a publisher's stream, so such a packet
+The SFU's publisher connections bypass aiortc's receive path (aiortc_tap.take_rtp), so
+this is the only NACK logic they have. aiortc 1.16's own (``NackGenerator``) was not
+enough anyway: it sends a NACK only when a *new* gap appears in the sequence numbers.
+A packet whose NACK or retransmission is lost as well is asked for again only when some
+later packet is lost; on a path whose loss comes in bursts, the last losses of a burst
+are never asked for again. The SFU is the only receiver of a publisher's stream, so such a packet
 is then missing for every subscriber: an aiortc-based receiver holds every later frame
 in its jitter buffer waiting for it (until 512 packets have passed), a browser freezes
 the picture until it gives up and asks for a keyframe itself (seconds).
@@ -33,9 +34,9 @@ def seq_newer(a: int, b: int) -> bool:
 @dataclass(frozen=True, slots=True)
 class NackPolicy:
     """How the SFU asks a publisher again for lost video packets: every
-    ``retry_interval`` seconds, ``max_tries`` times in all (aiortc's own first NACK
-    included), then a keyframe instead; at most ``max_missing`` packets tracked per
-    stream (a longer gap is recovered by a keyframe at once)."""
+    ``retry_interval`` seconds, ``max_tries`` times in all (the first NACK, sent as soon
+    as the gap is seen, included), then a keyframe instead; at most ``max_missing``
+    packets tracked per stream (a longer gap is recovered by a keyframe at once)."""
 
     retry_interval: float = 0.15
     max_tries: int = 10
@@ -80,8 +81,7 @@ class LostPackets:
     def received(self, ssrc: int, seq: int, now: float) -> bool:
         """Note a packet; True if it reveals a gap too large to ask for packet by packet.
 
-        New gaps count as asked once already: aiortc's own receiver NACKs a gap as soon
-        as it sees it.
+        The packets of a new gap are due at once (the next :meth:`due`).
         """
         if ssrc != self._ssrc:
             self._ssrc, self._highest = ssrc, seq
@@ -98,9 +98,10 @@ class LostPackets:
         if gap + len(self._missing) > self.max_missing:
             self._forget_all()
             return True
+        never_asked = now - self.retry_interval
         for offset in range(1, gap + 1):
-            self._missing[(highest + offset) % SEQ_MOD] = _Missing(now, 1)
-        self._next_due = min(self._next_due, now + self.retry_interval)
+            self._missing[(highest + offset) % SEQ_MOD] = _Missing(never_asked, 0)
+        self._next_due = min(self._next_due, now)
         return False
 
     def keyframe(self, seq: int) -> None:
@@ -123,12 +124,13 @@ class LostPackets:
                     self.given_up += 1
                     gave_up = True
                     continue
+                if entry.tries:
+                    self.asked_again += 1
                 entry.asked_at = now
                 entry.tries += 1
                 again.append(seq)
             next_due = min(next_due, entry.asked_at + self.retry_interval)
         self._next_due = next_due
-        self.asked_again += len(again)
         return again, gave_up
 
     def _forget_all(self) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from aiortc import RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
-from aiortc.rtp import RtpPacket
 
 from telecircle.domain.bandwidth import RateMeter
 from telecircle.domain.ids import ParticipantId
@@ -17,11 +16,15 @@ from telecircle.domain.model import TrackKind, TrackRef
 from telecircle.media import aiortc_tap
 from telecircle.media.connection import Connection, codec_preferences
 from telecircle.media.lost_packets import DEFAULT_NACK_POLICY, NackPolicy
+from telecircle.media.rtp_in import IncomingPacket, parse_rtp
+from telecircle.media.rtp_out import ExtensionIds
 from telecircle.media.vp8 import Vp8Info, parse_vp8
 
 logger = logging.getLogger(__name__)
 
-Forward = Callable[["Publisher", TrackKind, RtpPacket, Vp8Info | None], None]
+Forward = Callable[["Publisher", TrackKind, IncomingPacket, Vp8Info | None], None]
+# One incoming packet of one track, and the time it arrived (the event loop's clock).
+Route = Callable[[IncomingPacket, float], None]
 # An audio level (RFC 6464, -dBov) at least this loud counts as speaking.
 SPEAKING_LEVEL = 50
 # Bytes each forwarded packet carries besides its payload (RTP header, extensions, SRTP
@@ -38,41 +41,41 @@ class KeyframeSource:
         self.interval = interval
         self.pending = False
         self.next_request = 0.0
-        self.receiver: RTCRtpReceiver | None = None
+        self.path: aiortc_tap.ReceiverPath | None = None
         self.ssrc: int | None = None
         self.lost = nack.tracker()
 
-    async def ask_again(self, now: float) -> None:
+    def ask_again(self, now: float) -> None:
         """NACK the lost packets that are due again; ask for a keyframe for any given up."""
         again, gave_up = self.lost.due(now)
         if gave_up:
             self.pending = True
-        receiver, ssrc = self.receiver, self.ssrc
-        if again and receiver is not None and ssrc is not None:
-            with contextlib.suppress(ConnectionError):
-                await aiortc_tap.send_nack(receiver, ssrc, again)
+        path, ssrc = self.path, self.ssrc
+        if again and path is not None and ssrc is not None:
+            path.send_nack(ssrc, again)
 
-    async def flush(self, now: float) -> None:
+    def flush(self, now: float) -> None:
         if now < self.next_request:
             return
-        receiver, ssrc = self.receiver, self.ssrc
-        if receiver is None or ssrc is None:
+        path, ssrc = self.path, self.ssrc
+        if path is None or ssrc is None:
             return
         self.pending = False
         self.next_request = now + self.interval
-        with contextlib.suppress(ConnectionError):
-            await aiortc_tap.send_pli(receiver, ssrc)
+        path.send_pli(ssrc)
 
 
 class Publisher:
     """Receives one participant's audio, video and (for clinicians) shared screen, and
     hands each packet to ``forward``.
 
-    ``forward`` is called synchronously for every RTP packet of the negotiated codec, before
-    aiortc's own receive path. The first audio m-line is the microphone, the first video
-    m-line the camera and the second video m-line the shared screen; others are ignored.
-    Keyframe requests are kept per video stream (see KeyframeSource), and so are lost
-    video packets, asked for again until they come (see lost_packets.py).
+    ``forward`` is called synchronously for every RTP packet of the negotiated codec, as
+    its datagram arrives (aiortc_tap.take_rtp: no queue, no task; aiortc's own receive
+    path does not run, ReceiverPath keeps its receiver reports and REMB). The first
+    audio m-line is the microphone, the first video m-line the camera and the second
+    video m-line the shared screen; others are ignored. Keyframe requests are kept per
+    video stream (see KeyframeSource), and so are lost video packets, asked for again
+    until they come (see lost_packets.py).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Publisher:
         # participant last spoke (whose video a weak receiver keeps longest).
         self.rates = {kind: RateMeter() for kind in TrackKind}
         self.last_spoke = float("-inf")
+        self._routes: dict[RTCRtpReceiver, Route] = {}
 
     async def negotiate(self, offer_sdp: str, kinds: list[str]) -> str:
         """Apply the client's offer (already validated) and return the answer SDP."""
@@ -108,6 +112,8 @@ class Publisher:
         # setRemoteDescription created the receivers and scheduled (not yet run) the task
         # that starts them: the decoder is replaced before its thread can start.
         free = {"audio": [TrackKind.AUDIO], "video": [TrackKind.VIDEO, TrackKind.SCREEN]}
+        ids: dict[str, int] = {}
+        transports: dict[int, RTCDtlsTransport] = {}
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
             aiortc_tap.neutralise_decoder(receiver)
@@ -115,40 +121,74 @@ class Publisher:
             if not unused or not transceiver._codecs:
                 continue  # m-lines past the known ones are not forwarded
             track_kind = unused.pop(0)
-            payload_type = int(transceiver._codecs[0].payloadType or 0)
+            codec = transceiver._codecs[0]
+            payload_type = int(codec.payloadType or 0)
+            path = aiortc_tap.ReceiverPath(receiver, receiver.transport, int(codec.clockRate))
             if track_kind is TrackKind.AUDIO:
-                aiortc_tap.tap_rtp(receiver, self._audio_tap(payload_type))
+                self._routes[receiver] = self._audio_route(path, payload_type)
             else:
-                self._keyframes[track_kind].receiver = receiver
-                aiortc_tap.tap_rtp(receiver, self._video_tap(track_kind, payload_type))
+                self._keyframes[track_kind].path = path
+                self._routes[receiver] = self._video_route(track_kind, path, payload_type)
+            transports[id(receiver.transport)] = receiver.transport
+            ids.update((ext.uri, ext.id) for ext in transceiver._headerExtensions)
+        extension_ids = ExtensionIds(
+            mid=ids.get(aiortc_tap.MID_URI, 0),
+            abs_send_time=ids.get(aiortc_tap.ABS_SEND_TIME_URI, 0),
+            audio_level=ids.get(aiortc_tap.AUDIO_LEVEL_URI, 0),
+        )
+        for dtls in transports.values():  # one, bundled, from browsers
+            aiortc_tap.take_rtp(dtls, self._receive(dtls, extension_ids))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         return str(pc.localDescription.sdp)
 
-    def _audio_tap(self, payload_type: int) -> aiortc_tap.PacketSink:
+    def _receive(self, dtls: RTCDtlsTransport, ids: ExtensionIds) -> aiortc_tap.RtpHandler:
+        routes, loop = self._routes, self._loop
+
+        def receive(plain: bytes) -> None:
+            # Runs in the event loop's read callback: an exception would only be logged
+            # there for every packet, so it is caught and logged once here.
+            try:
+                packet = parse_rtp(plain, ids)
+                if packet is None:
+                    return
+                receiver = aiortc_tap.route_rtp(dtls, packet)
+                route = routes.get(receiver) if receiver is not None else None
+                if route is not None:
+                    route(packet, loop.time())
+            except Exception:
+                if not self._failed_once:
+                    self._failed_once = True
+                    logger.exception("media.receive_failed publisher=%s", self.pid)
+
+        return receive
+
+    def _audio_route(self, path: aiortc_tap.ReceiverPath, payload_type: int) -> Route:
         rate = self.rates[TrackKind.AUDIO]
 
-        async def tap(packet: RtpPacket) -> None:
+        def route(packet: IncomingPacket, now: float) -> None:
+            path.received(packet, int(now * 1000))
             if packet.payload_type == payload_type:
-                now = self._loop.time()
                 rate.add(len(packet.payload) + PACKET_OVERHEAD, now)
-                level = packet.extensions.audio_level
+                level = packet.audio_level
                 if level is not None and level[1] <= SPEAKING_LEVEL:
                     self.last_spoke = now
                 self._safe_forward(TrackKind.AUDIO, packet, None)
-            await self._flush_keyframe_requests()
+            self._flush_keyframe_requests(now)
 
-        return tap
+        return route
 
-    def _video_tap(self, kind: TrackKind, payload_type: int) -> aiortc_tap.PacketSink:
+    def _video_route(
+        self, kind: TrackKind, path: aiortc_tap.ReceiverPath, payload_type: int
+    ) -> Route:
         keyframes = self._keyframes[kind]
         rate = self.rates[kind]
 
-        async def tap(packet: RtpPacket) -> None:
+        def route(packet: IncomingPacket, now: float) -> None:
+            path.received(packet, int(now * 1000))
             if packet.payload_type == payload_type:
                 keyframes.ssrc = packet.ssrc
                 seq = packet.sequence_number
-                now = self._loop.time()
                 rate.add(len(packet.payload) + PACKET_OVERHEAD, now)
                 if keyframes.lost.received(packet.ssrc, seq, now):
                     keyframes.pending = True  # too much lost to ask for packet by packet
@@ -158,12 +198,12 @@ class Publisher:
                         keyframes.pending = False
                         keyframes.lost.keyframe(seq)
                     self._safe_forward(kind, packet, info)
-            await self._flush_keyframe_requests()
+            self._flush_keyframe_requests(now)
 
-        return tap
+        return route
 
-    def _safe_forward(self, kind: TrackKind, packet: RtpPacket, info: Vp8Info | None) -> None:
-        # An exception here would end aiortc's DTLS receive loop: the path would die.
+    def _safe_forward(self, kind: TrackKind, packet: IncomingPacket, info: Vp8Info | None) -> None:
+        # One subscriber's failure must not stop the others' packets: logged once.
         try:
             self._forward(self, kind, packet, info)
         except Exception:
@@ -178,15 +218,8 @@ class Publisher:
         if source is not None:
             source.pending = True
 
-    async def _flush_keyframe_requests(self) -> None:
-        # Runs inside aiortc's DTLS receive loop too: an exception would end the path.
-        now = self._loop.time()
-        try:
-            for source in self._keyframes.values():
-                await source.ask_again(now)
-                if source.pending:
-                    await source.flush(now)
-        except Exception:
-            if not self._failed_once:
-                self._failed_once = True
-                logger.exception("media.feedback_failed publisher=%s", self.pid)
+    def _flush_keyframe_requests(self, now: float) -> None:
+        for source in self._keyframes.values():
+            source.ask_again(now)
+            if source.pending:
+                source.flush(now)

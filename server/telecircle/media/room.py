@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from aiortc.rtp import RtpPacket
-
 from telecircle.domain.ids import ParticipantId
 from telecircle.domain.model import TrackKind, TrackRef
+from telecircle.media import aiortc_tap
 from telecircle.media.connection import Connection, new_peer_connection
 from telecircle.media.errors import MediaError
 from telecircle.media.publisher import Publisher
+from telecircle.media.rtp_in import IncomingPacket
 from telecircle.media.sdp_check import (
     CandidatePolicy,
     check_publish_offer,
@@ -137,7 +138,7 @@ class MediaRoom:
         return answer
 
     def _forward(
-        self, publisher: Publisher, kind: TrackKind, packet: RtpPacket, info: Vp8Info | None
+        self, publisher: Publisher, kind: TrackKind, packet: IncomingPacket, info: Vp8Info | None
     ) -> None:
         # The hot path: one dict lookup for the audience, one per audience member.
         if self._publishers.get(publisher.pid) is not publisher:
@@ -147,10 +148,12 @@ class MediaRoom:
         if not audience:
             return
         subscribers = self._subscribers
+        now = time.time()  # the send time, for the sender reports and abs-send-time
+        abs_time = aiortc_tap.abs_send_time(now)
         for member in audience:
             subscriber = subscribers.get(member)
             if subscriber is not None:
-                subscriber.offer(publisher.pid, ref, packet, info)
+                subscriber.offer(publisher.pid, ref, packet, info, now, abs_time)
 
     # ---- subscribing ------------------------------------------------------------------
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from aiortc import RTCSessionDescription
-from aiortc.rtp import AnyRtcpPacket, RtpPacket
+from aiortc.rtp import AnyRtcpPacket
 
 from telecircle.domain.bandwidth import BandwidthPolicy, Report, Video, VideoBudget
 from telecircle.domain.ids import ParticipantId
@@ -17,6 +16,7 @@ from telecircle.media import aiortc_tap
 from telecircle.media.connection import Connection, codec_preferences
 from telecircle.media.publisher import Publisher
 from telecircle.media.rewrite import PictureIdRewriter, StreamRewriter
+from telecircle.media.rtp_in import IncomingPacket
 from telecircle.media.slots import SlotTable
 from telecircle.media.vp8 import Vp8Info
 
@@ -189,10 +189,17 @@ class Subscriber:
             track_slot.resync()
 
     def offer(
-        self, publisher: ParticipantId, ref: TrackRef, packet: RtpPacket, info: Vp8Info | None
+        self,
+        publisher: ParticipantId,
+        ref: TrackRef,
+        packet: IncomingPacket,
+        info: Vp8Info | None,
+        now: float,
+        abs_time: int,
     ) -> None:
         """Send a packet of ``publisher`` to this subscriber now, or drop it. Never blocks.
-        The room calls it for the members of ``ref``'s audience only."""
+        The room calls it for the members of ``ref``'s audience only, with the wall-clock
+        time of sending and its abs-send-time value (the same for the whole audience)."""
         if ref.kind is TrackKind.SCREEN:
             track_slot = self.screen
             if track_slot.publisher != publisher:
@@ -206,7 +213,7 @@ class Subscriber:
         if not track_slot.active or track_slot.held or tap is None or tap.stream is None:
             return
         try:
-            sent = self._send(track_slot, tap, publisher, packet, info)
+            sent = self._send(track_slot, tap, publisher, packet, info, now, abs_time)
         except ConnectionError:
             # The path is gone; the connection watcher reports it.
             self.dropped += 1
@@ -324,8 +331,10 @@ class Subscriber:
         track_slot: TrackSlot,
         tap: aiortc_tap.SlotSenderTap,
         publisher: ParticipantId,
-        packet: RtpPacket,
+        packet: IncomingPacket,
         info: Vp8Info | None,
+        now: float,
+        abs_time: int,
     ) -> bool | None:
         """True: sent; False: the socket's buffer is full (dropped); None: not for this
         slot now (waiting for a keyframe, or a packet from before a switch)."""
@@ -342,7 +351,6 @@ class Subscriber:
                     return None
                 track_slot.waiting_keyframe = False
             payload = track_slot.pictures.map(payload, info)
-        now = time.time()
         mapped = track_slot.rewriter.map(packet.sequence_number, packet.timestamp, now)
         if mapped is None:
             return None
@@ -351,8 +359,8 @@ class Subscriber:
             packet.marker,
             seq,
             timestamp,
-            aiortc_tap.abs_send_time(now),
-            packet.extensions.audio_level,
+            abs_time,
+            packet.audio_level,
             payload,
         )
         history = track_slot.history
