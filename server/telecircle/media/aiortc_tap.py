@@ -26,10 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import pylibsrtp
-from aioice.ice import StunProtocol
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -51,6 +49,12 @@ from aiortc.rtp import (
 from telecircle.media.datagram_guard import could_be_media
 from telecircle.media.rtp_in import IncomingPacket
 from telecircle.media.rtp_out import ExtensionIds, OutgoingStream
+from telecircle.media.send_path import (
+    ICE_CONNECTION,
+    SendPath,
+    send_rtcp_now,
+    send_rtp_now,
+)
 
 RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_RTP_HANDLER = "_handle_rtp_packet"
@@ -68,12 +72,6 @@ SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
 SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
 SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
-# The fast send path: the DTLS transport's state and outgoing SRTP session, the ICE
-# transport's aioice connection and its nominated pairs (component 1 carries everything).
-DTLS_STATE = "_state"
-DTLS_TX_SRTP = "_tx_srtp"
-ICE_CONNECTION = "_connection"
-ICE_NOMINATED = "_nominated"
 # The fast receive path: the incoming SRTP session, aiortc's RTP router (which receiver
 # an SSRC or mid belongs to), the DTLS transport's handler for unprotected RTP, and the
 # aioice connection's entry for datagrams that are not STUN.
@@ -316,6 +314,7 @@ class SlotSenderTap:
         self.octets_sent = 0
         self._report_due = 0.0
         self._dtls = sender.transport
+        self._path: SendPath | None = None
         self._any: Any = sender
         original_send = sender.send
         original_rtcp = sender._handle_rtcp_packet
@@ -360,7 +359,10 @@ class SlotSenderTap:
         sent: a subscriber that cannot keep up loses its own packets). ``now`` is the
         wall-clock time of sending (for the sender report). Raises ConnectionError if
         the path is not up."""
-        sent = send_rtp_now(self._dtls, data, self.buffer_limit)
+        path = self._path
+        if path is None or not path.current():
+            path = self._path = SendPath(self._dtls)
+        sent = path.send_rtp(data, self.buffer_limit)
         if sent:
             self.packets_sent += 1
             self.octets_sent += payload_bytes
@@ -420,45 +422,6 @@ def extension_ids(parameters: RTCRtpSendParameters) -> ExtensionIds:
         abs_send_time=ids.get(ABS_SEND_TIME_URI, 0),
         audio_level=ids.get(AUDIO_LEVEL_URI, 0),
     )
-
-
-def _nominated_socket(dtls: RTCDtlsTransport) -> tuple[Any, tuple[str, int]]:
-    """The datagram transport and remote address of the nominated pair, as aiortc's
-    ``RTCDtlsTransport._send_rtp`` reaches them through aioice (``Connection.sendto``,
-    ``StunProtocol.send_data``). Raises ConnectionError if the path is not up."""
-    if getattr(dtls, DTLS_STATE) is not DtlsState.CONNECTED:
-        raise ConnectionError("not connected")
-    pair = getattr(getattr(dtls.transport, ICE_CONNECTION), ICE_NOMINATED).get(1)
-    if pair is None:
-        raise ConnectionError("no nominated pair")
-    protocol = pair.protocol
-    if type(protocol) is not StunProtocol:
-        raise ConnectionError("a relayed server candidate is not supported")
-    transport: Any = protocol.transport
-    if transport is None or transport.is_closing():
-        raise ConnectionError("socket closed")
-    return transport, pair.remote_addr
-
-
-def send_rtp_now(dtls: RTCDtlsTransport, data: bytes, buffer_limit: int) -> bool:
-    """What aiortc's ``RTCDtlsTransport._send_rtp`` does for an RTP packet (SRTP
-    protect, then aioice's ``send_data`` on the nominated pair), without its awaits:
-    the server's own candidates are host candidates (it uses no TURN), whose protocol
-    sends with one ``sendto``. False, and nothing sent, while the socket holds more
-    than ``buffer_limit`` bytes unsent (asyncio keeps what the kernel refuses).
-    Raises ConnectionError if the path is not up."""
-    transport, addr = _nominated_socket(dtls)
-    if transport.get_write_buffer_size() > buffer_limit:
-        return False
-    transport.sendto(getattr(dtls, DTLS_TX_SRTP).protect(data), addr)
-    return True
-
-
-def send_rtcp_now(dtls: RTCDtlsTransport, data: bytes) -> None:
-    """What ``_send_rtp`` does for an RTCP packet (SRTCP protect, one ``sendto``).
-    Raises ConnectionError if the path is not up."""
-    transport, addr = _nominated_socket(dtls)
-    transport.sendto(getattr(dtls, DTLS_TX_SRTP).protect_rtcp(data), addr)
 
 
 def abs_send_time(now: float) -> int:
