@@ -288,8 +288,8 @@ async def run_soak(args: Any, media: EncodedMedia, report: dict[str, Any]) -> No
             print(SOAK_HEADER, flush=True)
             try:
                 everyone = [p for people in filled for p in people]
-                if not await wait_flowing(everyone, FLOW_TIMEOUT + 5 * args.rooms):
-                    raise Broken("the rooms never all flowed")
+                # Not flowing everywhere yet is a figure (delivery), not a reason to stop.
+                report["all_flowing"] = await wait_flowing(everyone, FLOW_TIMEOUT + 5 * args.rooms)
                 for minute in range(1, args.minutes + 1):
                     result = await measure(pid, ledger, ROOM_SIZE, 0.0, args.sample)
                     result.update(
