@@ -29,6 +29,9 @@ VIDEO_CLOCK = 90_000
 PACKET_BYTES = 1200
 
 VideoPausedCallback = Callable[[ParticipantId, frozenset[ParticipantId]], None]
+# A sent packet as the NACK history keeps it: sequence number, marker, timestamp,
+# abs-send-time and payload (what OutgoingStream.packet needs to write it again).
+HistoryEntry = tuple[int, int, int, int, bytes]
 
 
 class TrackSlot:
@@ -47,7 +50,10 @@ class TrackSlot:
         self.waiting_keyframe = self.is_video
         self.rewriter = StreamRewriter(VIDEO_CLOCK if self.is_video else AUDIO_CLOCK)
         self.pictures = PictureIdRewriter()
-        self.history: list[tuple[int, bytes] | None] = [None] * history_size
+        # Video only (no one NACKs audio: no audio codec here negotiates it). Each entry
+        # keeps what rebuilds the packet, its payload shared with the other subscribers'
+        # histories, not the packet: a ninth of the memory in a room of ten.
+        self.history: list[HistoryEntry | None] = [None] * (history_size if self.is_video else 0)
 
     def resync(self, *, same_source: bool = False) -> None:
         """Restart from the next packet (audio) or the next keyframe (video)."""
@@ -250,12 +256,15 @@ class Subscriber:
             tap = track_slot.tap
             if tap is None:
                 return
-            history = track_slot.history
+            history, stream = track_slot.history, tap.stream
+            if not history or stream is None:
+                return
             for seq in lost:
                 entry = history[seq % len(history)]
                 if entry is not None and entry[0] == seq:
+                    _, marker, timestamp, abs_time, payload = entry
                     try:
-                        tap.resend(entry[1])
+                        tap.resend(stream.packet(marker, seq, timestamp, abs_time, None, payload))
                     except ConnectionError:
                         return
 
@@ -364,7 +373,8 @@ class Subscriber:
             payload,
         )
         history = track_slot.history
-        history[seq % len(history)] = (seq, data)
+        if history:
+            history[seq % len(history)] = (seq, packet.marker, timestamp, abs_time, payload)
         if not tap.send_now(data, timestamp, len(payload), now):
             return False
         self.sent += 1
