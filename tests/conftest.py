@@ -141,7 +141,7 @@ async def start_server(tmp_path: Path, **overrides: Any) -> RunningServer:
     settings = load_settings(data_dir=tmp_path / "data", **options)
     # A new SQLite database starts as a copy of the migrated template (an existing one,
     # or PostgreSQL, is migrated by the server as it starts).
-    await create_at_newest_revision(settings.effective_database_url)
+    create_at_newest_revision(settings.effective_database_url)
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()

@@ -34,13 +34,18 @@ from telecircle.storage.database import SQLITE_DRIVER
 _template: bytes | None = None
 
 
-async def _template_bytes() -> bytes:
-    """The file of a SQLite database migrated to the newest revision (made once)."""
+def _template_bytes() -> bytes:
+    """The file of a SQLite database migrated to the newest revision (made once, on a
+    thread of its own: callers may be inside an event loop or outside any)."""
     global _template
     if _template is None:
         with tempfile.TemporaryDirectory(prefix="telecircle-template-") as folder:
             path = Path(folder) / "template.db"
-            await migrations.upgrade(f"{SQLITE_DRIVER}:///{path}")
+            migrating = threading.Thread(
+                target=asyncio.run, args=(migrations.upgrade(f"{SQLITE_DRIVER}:///{path}"),)
+            )
+            migrating.start()
+            migrating.join()
             # Everything in the main file: nothing left behind in a write-ahead log.
             with sqlite3.connect(path) as connection:
                 connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -49,7 +54,7 @@ async def _template_bytes() -> bytes:
     return _template
 
 
-async def create_at_newest_revision(url: str) -> bool:
+def create_at_newest_revision(url: str) -> bool:
     """Create the database at ``url`` as a copy of the template, if it is a SQLite file
     that does not exist yet (True); otherwise leave it as it is (False)."""
     parsed = make_url(url)
@@ -58,7 +63,7 @@ async def create_at_newest_revision(url: str) -> bool:
     path = Path(parsed.database)
     if path.exists() or parsed.database.startswith("file:") or parsed.database == ":memory:":
         return False
-    template = await _template_bytes()
+    template = _template_bytes()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(descriptor, "wb") as copy:
@@ -68,7 +73,7 @@ async def create_at_newest_revision(url: str) -> bool:
 
 async def upgrade(url: str) -> None:
     """:func:`telecircle.storage.migrations.upgrade`, quicker for a new SQLite file."""
-    if not await create_at_newest_revision(url):
+    if not create_at_newest_revision(url):
         await migrations.upgrade(url)
 
 

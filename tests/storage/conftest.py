@@ -86,7 +86,7 @@ async def db_url(
     if request.param == "sqlite":
         url = sqlite_url(tmp_path)
         if at_newest_revision:
-            await database_template.create_at_newest_revision(url)
+            database_template.create_at_newest_revision(url)
         yield url
         return
     if postgres_unreachable is not None:
