@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from telecircle.storage import accounts_store, org_store, stores
 from telecircle.storage.database import Database
 from telecircle.web.app import create_app
 from telecircle.web.keys import CHECKINS, DATABASE, INVITES, ROOMS, SFU, SIGNALLING
+from tests.database_template import PostgresTemplate, create_at_newest_revision
 
 # Property tests run beside media and browser tests on a shared 2-core machine: data
 # generation can be slow there, which says nothing about the code under test.
@@ -138,11 +139,23 @@ async def start_server(tmp_path: Path, **overrides: Any) -> RunningServer:
     options: dict[str, Any] = {"tune_garbage_collector": False, "port": None, **overrides}
     options["port"] = options["port"] or free_port()
     settings = load_settings(data_dir=tmp_path / "data", **options)
+    # A new SQLite database starts as a copy of the migrated template (an existing one,
+    # or PostgreSQL, is migrated by the server as it starts).
+    create_at_newest_revision(settings.effective_database_url)
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.port).start()
     return RunningServer(app, runner, settings)
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[PostgresTemplate]:
+    """The PostgreSQL database that tests/storage/conftest.py's ``db_url`` copies for
+    tests that take a database at the newest revision (dropped at the end)."""
+    template = PostgresTemplate()
+    yield template
+    template.drop()
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from telecircle.config import load_settings
+from tests.database_template import create_at_newest_revision
 from tests.e2e.netns import HOST_ADDRESS, PathCutLab, unavailable
 from tests.e2e.room_page import CHROMIUM_ARGS, Browsers
 from tests.e2e.site import Administrator, Clinic, prepare_clinic, wait_for_setup_link
@@ -125,6 +127,12 @@ def running_server(
     port = free_port_on(host)
     base_url = f"http://{host}:{port}"
     log = log or data_dir / "server.log"
+    # A new SQLite database starts as a copy of the migrated template, as in the other
+    # tests (what is not at the newest revision yet, the server migrates as it starts).
+    database = load_settings(
+        data_dir=data_dir, database_url=environment.get("TELECIRCLE_DATABASE_URL")
+    ).effective_database_url
+    create_at_newest_revision(database)
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [

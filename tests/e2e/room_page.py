@@ -89,12 +89,18 @@ async def launch(
     )
 
 
+# Between two probes of a wait. A wait that is not met at once ends on average half an
+# interval after its condition is (the browser tests make hundreds of such waits); a
+# probe is one read of the page, a few milliseconds.
+POLL_INTERVAL_S = 0.1
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     accept: Callable[[T], bool],
     timeout: float,
     what: str,
-    interval: float = 0.25,
+    interval: float = POLL_INTERVAL_S,
 ) -> T:
     """Poll `probe` until `accept` holds; fail after `timeout` seconds with the last value."""
     loop = asyncio.get_running_loop()

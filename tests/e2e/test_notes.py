@@ -45,6 +45,8 @@ SAVE_TIMEOUT_S = 20
 # Saving what is left after the session ended: the panel's own bound (10 s) and margin.
 AFTER_SEAT_TIMEOUT_S = 30
 RECONNECT_TIMEOUT_S = 40
+# After a held seat's reconnect window: until the others' pages show it gone.
+SEAT_GONE_TIMEOUT_S = 20
 STAMP = re.compile(r"\[(\d+:)?\d{2}:\d{2}\] ")
 DRAFT_PREFIX = "telecircle.note-draft:"
 OFFLINE_FLAG = "telecircle-test-offline"
@@ -328,15 +330,16 @@ async def test_a_draft_outlives_the_seat_it_was_typed_in(site: Site, browsers: B
     if not await alice.page.get_attribute("#app", "data-user-id"):
         pytest.skip("the call page does not say whose sign-in it is (#app[data-user-id])")
     # Bob keeps the session going while Alice is away.
-    await admitted_patients(site, browsers, room_id, alice, {"Bob": GREEN})
+    bob = (await admitted_patients(site, browsers, room_id, alice, {"Bob": GREEN}))["Bob"]
+    await bob.wait_remote_names({"Alice"})
     note_id = await notes.new_note()
     await notes.go_offline()
     await notes.type_text(note_id, "Typed before a long drop.")
     await eventually(notes.drafts, lambda drafts: len(drafts) == 1, 10, "the draft kept")
     await alice.page.reload()
     await alice.wait_state("error")
-    # A window past the seat's hold (the server lets the seat go meanwhile).
-    await asyncio.sleep(RECONNECT_GRACE_S + 3)
+    # Past the seat's hold: the server lets the seat go, and Bob's page shows it gone.
+    await bob.wait_remote_names(set(), timeout=RECONNECT_GRACE_S + SEAT_GONE_TIMEOUT_S)
 
     await notes.go_online()
     await reload_into_session(alice, notes)

@@ -16,8 +16,9 @@ from telecircle.domain.model import RoomState, SeatRole, TimerLimits
 from telecircle.media.sfu import MediaSettings, Sfu
 from telecircle.services.ports import MediaRouting
 from telecircle.services.rooms import Entrant, JoinOutcome, RoomService
-from telecircle.storage import migrations, stores
+from telecircle.storage import stores
 from telecircle.storage.database import Database, open_database
+from tests import database_template
 
 # Short bounds for pair work and segments, so timers run out within a test.
 SHORT_TIMERS = TimerLimits(
@@ -78,7 +79,7 @@ def clock() -> SteerableClock:
 @pytest.fixture
 async def harness(tmp_path: Path, clock: SteerableClock) -> AsyncIterator[Harness]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await migrations.upgrade(url)
+    await database_template.upgrade(url)
     db = await open_database(url)
     sfu = Sfu(MediaSettings())
     sfu.install()

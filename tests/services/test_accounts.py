@@ -22,9 +22,10 @@ from telecircle.domain.audit_chain import AuditEntry
 from telecircle.services import account_errors as errors
 from telecircle.services.accounts import AccountService, LoginOutcome
 from telecircle.services.audit import AuditLog
-from telecircle.storage import accounts_store, migrations
+from telecircle.storage import accounts_store
 from telecircle.storage.accounts_store import UserRecord
 from telecircle.storage.database import Database, open_database
+from tests import database_template
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,7 +96,7 @@ def settings_for(tmp_path: Path) -> Settings:
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'accounts.db'}"
-    await migrations.upgrade(url)
+    await database_template.upgrade(url)
     database = await open_database(url)
     try:
         yield database

@@ -18,9 +18,10 @@ from telecircle.media.room import MediaRoom
 from telecircle.media.sfu import MediaSettings, Sfu
 from telecircle.services.ports import MediaRouting
 from telecircle.services.rooms import Entrant, RoomService
-from telecircle.storage import migrations, stores
+from telecircle.storage import stores
 from telecircle.storage.database import open_database
 from telecircle.storage.snapshot_codec import decode_snapshot
+from tests import database_template
 from tests.services.conftest import SHORT_TIMERS, Harness, RecordingObserver, SteerableClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -109,7 +110,7 @@ async def test_the_last_clinician_dropping_holds_the_patients_before_the_write(
 
 async def test_a_resumed_session_saves_its_moved_on_timers(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite'}"
-    await migrations.upgrade(url)
+    await database_template.upgrade(url)
     db = await open_database(url)
     sfu = Sfu(MediaSettings())
     sfu.install()

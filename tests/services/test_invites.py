@@ -29,10 +29,11 @@ from telecircle.services.invites import (
     ScheduledSessionNotFound,
     UnknownAgreement,
 )
-from telecircle.storage import invites_store, migrations, stores
+from telecircle.storage import invites_store, stores
 from telecircle.storage.codec import to_utc
 from telecircle.storage.database import Database, open_database
 from telecircle.storage.tables import AgreementVersionRow, ScheduledSessionRow, UserRow
+from tests import database_template
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,7 +98,7 @@ class Harness:
 @pytest.fixture
 async def h(tmp_path: Path) -> AsyncIterator[Harness]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await migrations.upgrade(url)
+    await database_template.upgrade(url)
     db = await open_database(url)
     room = await stores.create_room(db, "G", 8, new_room_code(), now=T0)
     other = await stores.create_room(db, "H", 8, new_room_code(), now=T0)

@@ -33,6 +33,10 @@ SHORT_TIMERS: dict[str, Any] = {
 }
 DOWNTIME = 4.0
 SLACK = 1.5
+# Each one's segment in the queue. Ann's must outlast what is checked while it runs: the
+# restart's downtime is not counted, and the checks use about 0.2 s of its time here (8 s
+# each, the test mostly waited for the two to run out).
+SEGMENT_S = 5
 
 
 @dataclass
@@ -148,7 +152,7 @@ async def test_a_segment_resumes_and_its_queue_goes_on(tmp_path: Path) -> None:
     assert (await therapist.client.call("admit_all", {}))["ok"]
     ack = await therapist.client.call(
         "start_segment",
-        {"participant_ids": [ann.pid, bo.pid], "others": "hold", "duration_seconds": 8},
+        {"participant_ids": [ann.pid, bo.pid], "others": "hold", "duration_seconds": SEGMENT_S},
     )
     assert ack["ok"], ack
     await server.runner.cleanup()

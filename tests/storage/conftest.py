@@ -7,7 +7,10 @@ fail, if ``TELECIRCLE_TEST_REQUIRE_POSTGRES=1``). Set
 ``TELECIRCLE_TEST_POSTGRES_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/test``)
 to an existing database the test user may CREATE DATABASE from.
 
-``database`` yields an open :class:`Database` migrated to the newest revision.
+``database`` yields an open :class:`Database` migrated to the newest revision. For a
+test that takes it, ``db_url``'s database is a copy of one migrated once per test
+session (tests/database_template.py for SQLite; for PostgreSQL, a database made with
+CREATE DATABASE ... TEMPLATE): migrating each from nothing took about 0.3 s a test.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from telecircle.storage.database import Database, open_database
 from telecircle.storage.migrations import upgrade
+from tests import database_template
 
 POSTGRES_DSN_VARIABLE = "TELECIRCLE_TEST_POSTGRES_DSN"
 # Set to 1 (e.g. in CI) to make an unusable PostgreSQL fail the tests instead of skipping.
@@ -60,13 +64,30 @@ def postgres_unreachable() -> str | None:
         return f"PostgreSQL not reachable at {host}:{port}: {exc}"
 
 
+def postgres_url(name: str) -> str:
+    """The URL of the database ``name`` on the test server."""
+    return (
+        make_url(postgres_admin_dsn())
+        .set(drivername="postgresql+asyncpg", database=name)
+        .render_as_string(hide_password=False)
+    )
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def db_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_unreachable: str | None
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    postgres_unreachable: str | None,
+    postgres_template: database_template.PostgresTemplate,
 ) -> AsyncIterator[str]:
-    """The URL of an empty database on each supported backend."""
+    """The URL of an empty database on each supported backend; for a test that also
+    takes ``database``, one at the newest revision already (a copy of the template)."""
+    at_newest_revision = "database" in request.fixturenames
     if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
+        url = sqlite_url(tmp_path)
+        if at_newest_revision:
+            database_template.create_at_newest_revision(url)
+        yield url
         return
     if postgres_unreachable is not None:
         skip_postgres(postgres_unreachable)
@@ -80,11 +101,13 @@ async def db_url(
         skip_postgres(f"PostgreSQL at {where} refused the test connection: {exc}")
     name = f"telecircle_test_{secrets.token_hex(6)}"
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        if at_newest_revision:
+            template = await postgres_template.name_for(postgres_admin_dsn(), postgres_url)
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            await admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield admin_url.set(drivername="postgresql+asyncpg", database=name).render_as_string(
-                hide_password=False
-            )
+            yield postgres_url(name)
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -94,7 +117,7 @@ async def db_url(
 @pytest.fixture
 async def database(db_url: str) -> AsyncIterator[Database]:
     """An open database at the newest schema revision."""
-    await upgrade(db_url)
+    await upgrade(db_url)  # a copy of the template already: this checks it is at the head
     db = await open_database(db_url)
     try:
         yield db

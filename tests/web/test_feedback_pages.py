@@ -32,6 +32,7 @@ from telecircle.storage.tables import FeedbackAnswerRow, FeedbackResponseRow
 from telecircle.web.app import create_app
 from telecircle.web.keys import AUDIT, CHECKINS, FEEDBACK
 from tests.conftest import RunningServer, free_port
+from tests.database_template import create_at_newest_revision
 from tests.signalling.client import Client
 from tests.web.site_client import Page, SiteClient
 
@@ -72,6 +73,7 @@ async def server(tmp_path: Path, clock: SteppedClock) -> AsyncIterator[RunningSe
         feedback_comment_max_chars=200,
         login_idle_timeout=6 * 3600,
     )
+    create_at_newest_revision(settings.effective_database_url)  # SQLite: a copy of the template
     app = create_app(settings, clock)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()

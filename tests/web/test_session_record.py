@@ -41,6 +41,7 @@ from telecircle.storage.tables import ParticipantRow
 from telecircle.web.app import create_app
 from telecircle.web.keys import AUDIT, CHECKINS, CLOCK, NOTES
 from tests.conftest import RunningServer, free_port
+from tests.database_template import create_at_newest_revision
 from tests.signalling.client import Client
 from tests.storage.conftest import db_url, postgres_unreachable  # noqa: F401
 from tests.web.site_client import SiteClient
@@ -82,6 +83,7 @@ async def serving(
         login_idle_timeout=6 * 3600,
         **overrides,
     )
+    create_at_newest_revision(settings.effective_database_url)  # SQLite: a copy of the template
     app = create_app(settings, clock)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()

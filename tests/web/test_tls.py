@@ -38,6 +38,7 @@ from telecircle.web.tls import (
 )
 from tests.certs import CA, issue, make_ca, new_key, write_certificate, write_key
 from tests.conftest import free_port
+from tests.database_template import create_at_newest_revision
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -264,6 +265,7 @@ async def https_server(tmp_path: Path) -> AsyncIterator[tuple[Settings, str]]:
         tmp_path, port=port, public_url=f"https://127.0.0.1:{port}", tune_garbage_collector=False
     )
     context = server_ssl_context(settings, say=lambda line: None)
+    create_at_newest_revision(settings.effective_database_url)  # SQLite: a copy of the template
     app = create_app(settings)
     # Until web/app.py wires the page itself (it then already has the routes).
     if not has_route(app, CERTIFICATE_PAGE):
