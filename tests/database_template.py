@@ -17,6 +17,7 @@ a database at the newest revision.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import sqlite3
@@ -31,27 +32,23 @@ from sqlalchemy.engine import make_url
 from telecircle.storage import migrations
 from telecircle.storage.database import SQLITE_DRIVER
 
-_template: bytes | None = None
 
-
+@functools.cache
 def _template_bytes() -> bytes:
-    """The file of a SQLite database migrated to the newest revision (made once, on a
-    thread of its own: callers may be inside an event loop or outside any)."""
-    global _template
-    if _template is None:
-        with tempfile.TemporaryDirectory(prefix="telecircle-template-") as folder:
-            path = Path(folder) / "template.db"
-            migrating = threading.Thread(
-                target=asyncio.run, args=(migrations.upgrade(f"{SQLITE_DRIVER}:///{path}"),)
-            )
-            migrating.start()
-            migrating.join()
-            # Everything in the main file: nothing left behind in a write-ahead log.
-            with sqlite3.connect(path) as connection:
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.close()
-            _template = path.read_bytes()
-    return _template
+    """The file of a SQLite database migrated to the newest revision (made once per test
+    process, on a thread of its own: callers may be inside an event loop or outside any)."""
+    with tempfile.TemporaryDirectory(prefix="telecircle-template-") as folder:
+        path = Path(folder) / "template.db"
+        migrating = threading.Thread(
+            target=asyncio.run, args=(migrations.upgrade(f"{SQLITE_DRIVER}:///{path}"),)
+        )
+        migrating.start()
+        migrating.join()
+        # Everything in the main file: nothing left behind in a write-ahead log.
+        with sqlite3.connect(path) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()
+        return path.read_bytes()
 
 
 def create_at_newest_revision(url: str) -> bool:

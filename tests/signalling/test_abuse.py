@@ -80,7 +80,6 @@ CANARY_PACE = 0.06
 # depend on the attack that comes next (taken before each attack, 50 of them cost 3.5 s
 # a test; 100 once give a better p99).
 BASELINE_TRIPS = 100
-_baseline: list[float] = []
 # Only ids reach the logs; this name must never appear there.
 ATTACKER_NAME = "Mallory Quist-Abernathy"
 CANARY_NAME = "Cordelia Fairweather-Nkemelu"
@@ -92,6 +91,7 @@ class Arena:
     canary: Client
     attacked_room: str
     attacker_cookie: str
+    baseline: list[float]  # the module's no-attack canary round trips (canary_baseline)
 
 
 @dataclass
@@ -107,9 +107,18 @@ class Figures:
     report: dict[str, Any]
 
 
+@pytest.fixture(scope="module")
+def canary_baseline() -> list[float]:
+    """The canary's round trips with no attack, filled by the first test that needs it."""
+    return []
+
+
 @pytest.fixture
 async def arena(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+    canary_baseline: list[float],
 ) -> AsyncIterator[Arena]:
     """A server with ABUSE_SETTINGS (and the test's ``arena`` parameters, if any), a
     canary clinician seated in a room of its own, and a clinician of another room
@@ -125,7 +134,7 @@ async def arena(
         assert joined["ok"], joined
         attacked_room = await server.create_room("Attacked group")
         cookie = await server.clinician_cookie(attacked_room, ATTACKER_NAME)
-        yield Arena(server, canary, attacked_room, cookie)
+        yield Arena(server, canary, attacked_room, cookie, canary_baseline)
     finally:
         if canary.sio.connected:
             await canary.close()
@@ -162,15 +171,14 @@ async def round_trip(canary: Client, trip: int) -> float:
     return elapsed
 
 
-async def baseline_round_trips(canary: Client) -> list[float]:
-    """The module's baseline (see BASELINE_TRIPS), taken with ``canary`` if not yet."""
-    if not _baseline:
-        trips = []
+async def baseline_round_trips(arena: Arena) -> list[float]:
+    """The module's baseline (see BASELINE_TRIPS), taken with the arena's canary if not
+    yet."""
+    if not arena.baseline:
         for trip in range(BASELINE_TRIPS):
-            trips.append(await round_trip(canary, trip))
+            arena.baseline.append(await round_trip(arena.canary, trip))
             await asyncio.sleep(CANARY_PACE)
-        _baseline[:] = trips
-    return _baseline
+    return arena.baseline
 
 
 async def run_rogue(plan: Plan) -> Report:
@@ -207,7 +215,7 @@ async def attack_with_canary(
     ``watch()``, if given, is called after each canary round trip (to sample server
     state during the attack)."""
     server, canary = arena.server, arena.canary
-    baseline = await baseline_round_trips(canary)
+    baseline = await baseline_round_trips(arena)
     message_limit = server.settings.max_message_bytes
     plan = Plan(
         attack=attack,
