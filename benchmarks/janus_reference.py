@@ -172,14 +172,17 @@ async def run_janus(sizes: list[int], rooms: list[int], args: Any) -> dict[str, 
             async with asyncio.timeout(bound):
                 await process.wait()
         finally:
-            if process.returncode is None:  # timeout or Ctrl-C: let it stop Janus itself
-                process.send_signal(signal.SIGINT)
-                try:
-                    async with asyncio.timeout(25):
+            # Timeout or cancelled: the run inside stops Janus itself. A terminal's Ctrl-C
+            # reached it too (same process group): give it a moment before a SIGINT of
+            # ours, as a second one would interrupt its clean-up.
+            for stop in (None, signal.SIGINT, signal.SIGKILL):
+                if process.returncode is not None:
+                    break
+                if stop is not None:
+                    process.send_signal(stop)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5 if stop is None else 25):
                         await process.wait()
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
         if not out.exists():
             raise Broken(f"the run inside the namespace exited with {process.returncode}")
         report: dict[str, Any] = json.loads(out.read_text())
@@ -626,6 +629,9 @@ def main() -> int:
     except Broken as exc:
         print(f"BROKEN: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the clean-up (Janus, the namespace) ran on the way out
+        print("interrupted", file=sys.stderr)
+        return 130
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     if not args.inside:
