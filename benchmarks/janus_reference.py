@@ -258,6 +258,16 @@ def udp_drops(pid: int) -> int:
     return drops
 
 
+def threads_wait_s(pid: int) -> float:
+    """Seconds all of ``pid``'s threads spent runnable but waiting for a CPU (sfu_bench's
+    Sampler reads the main thread only: Janus's main thread is idle, its work is in others)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[1]) / 1e9
+    return total
+
+
 def janus_problems(path: Path) -> list[str]:
     lines = path.read_text(errors="replace").splitlines() if path.exists() else []
     return [line for line in lines if "[ERR]" in line or "[WARN]" in line]
@@ -432,6 +442,9 @@ def saturation(result: dict[str, Any]) -> list[str]:
             reasons.append(f"{kind} p99 {delay['p99_ms']} ms")
     if result.get("generator_cpu_core_pct", 0.0) > SATURATION["generator_cpu_pct"]:
         reasons.append(f"generator at {result['generator_cpu_core_pct']}% of its core")
+    waited = result.get("runqueue_wait_ms", {}).get("generator_total", 0.0)
+    if waited > 100 * result.get("window_s", 0.0):  # over 10 % of the window
+        reasons.append(f"generator waited {waited:.0f} ms for its core (other load)")
     for who, dropped in result.get("udp_drops_warmup_and_window", {}).items():
         if dropped:
             reasons.append(f"{who} dropped {dropped} datagrams (full socket buffers)")
@@ -460,7 +473,11 @@ async def run_rooms(
                 await asyncio.gather(*(wait_flowing(list(g), FLOW_TIMEOUT) for g in groups))
             )
             drops0 = {"janus": udp_drops(janus_pid), "generator": udp_drops(os.getpid())}
+            wait0 = threads_wait_s(janus_pid)
             result.update(await measure(janus_pid, ledger, n, args.warmup, args.window))
+            result["janus_threads_runqueue_wait_ms_warmup_and_window"] = round(
+                1000 * (threads_wait_s(janus_pid) - wait0), 1
+            )
             result["udp_drops_warmup_and_window"] = {
                 who: udp_drops(pid) - drops0[who]
                 for who, pid in (("janus", janus_pid), ("generator", os.getpid()))
@@ -573,7 +590,7 @@ def fmt(value: Any, digits: int = 1) -> str:
 HEADER = (
     f"{'R':>2} {'N':>3} {'fwd pkt/s':>9} {'deliv':>6} {'fps':>5} {'Janus CPU':>9} "
     f"{'µs/pkt':>7} {'RSS MB':>7} {'audio p50/p99 ms':>17} {'video p50/p99 ms':>17} "
-    f"{'gen CPU':>8} {'gen lag':>8}  saturated"
+    f"{'gen CPU':>8} {'gen lag':>8} {'gen wait':>9}  saturated"
 )
 
 
@@ -588,7 +605,8 @@ def print_row(r: dict[str, Any]) -> None:
         f"{fmt(r['server_cpu_us_per_packet']):>7} {r['server_rss_mb']:>7.1f} "
         f"{fmt(a['p50_ms']) + ' / ' + fmt(a['p99_ms']):>17} "
         f"{fmt(v['p50_ms']) + ' / ' + fmt(v['p99_ms']):>17} "
-        f"{r['generator_cpu_core_pct']:>7.1f}% {r['generator_loop_lag_ms']['max']:>5.0f} ms  "
+        f"{r['generator_cpu_core_pct']:>7.1f}% {r['generator_loop_lag_ms']['max']:>5.0f} ms "
+        f"{r['runqueue_wait_ms']['generator_total']:>6.0f} ms  "
         f"{', '.join(r['saturated']) or 'no'}",
         flush=True,
     )
