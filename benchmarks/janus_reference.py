@@ -76,7 +76,7 @@ from telecircle.media.ice_policy import IcePolicy
 MODULE = "benchmarks.janus_reference"
 RESULTS = ROOT / "benchmarks" / "results" / "janus_reference.json"
 JANUS = Path("/usr/bin/janus")
-JANUS_LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
+JANUS_LIB = next(Path("/usr/lib").glob("*/janus/plugins"), Path("/usr/lib/janus/plugins")).parent
 NAMESPACE = "tcbench"
 VETH, VETH_PEER = "tcb0", "tcb1"  # both ends inside the namespace: carrier up, no way out
 ADDRESS = "198.18.0.1"
@@ -127,20 +127,8 @@ def namespace() -> Iterator[None]:
         delete_namespace()
     try:
         ip("netns", "add", NAMESPACE)
-        ip(
-            "link",
-            "add",
-            VETH,
-            "netns",
-            NAMESPACE,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            VETH_PEER,
-            "netns",
-            NAMESPACE,
-        )
+        veth = ("type", "veth", "peer", "name", VETH_PEER, "netns", NAMESPACE)
+        ip("link", "add", VETH, "netns", NAMESPACE, *veth)
         ip("-n", NAMESPACE, "addr", "add", f"{ADDRESS}/24", "dev", VETH)
         for link in ("lo", VETH, VETH_PEER):
             ip("-n", NAMESPACE, "link", "set", link, "up")
@@ -380,9 +368,15 @@ class JanusSession:
                 if future is not None and not future.done() and event.get("janus") == "event":
                     future.set_result(event)
                 elif event.get("janus") == "webrtcup":
-                    self.up.setdefault(int(event["sender"]), asyncio.Event()).set()
+                    self.up.setdefault(int(event.get("sender", 0)), asyncio.Event()).set()
                 elif event.get("janus") == "hangup" and len(self.hangups) < 100:
                     self.hangups.append(f"{event.get('sender')}: {event.get('reason')}")
+
+    async def detach(self, handle: int) -> None:
+        """Free a handle now: by default Janus runs a thread per handle."""
+        self.up.pop(handle, None)
+        with contextlib.suppress(Exception):
+            await self.post(f"/{self.id}/{handle}", {"janus": "detach"})
 
     async def wait_up(self, handle: int) -> None:
         """Until ``handle``'s PeerConnection is up (ICE and DTLS done)."""
@@ -402,10 +396,12 @@ class JanusParticipant(Participant):
     """Publishes to and subscribes from a Janus VideoRoom."""
 
     feed: int = 0
+    handles: tuple[int, ...] = ()
 
     async def publish(self, janus: JanusSession, room: int) -> None:
         self.pid = self.name
         handle = await janus.attach()
+        self.handles += (handle,)
         join = {"request": "join", "ptype": "publisher", "room": room, "display": self.name}
         joined = await janus.message(handle, join)
         self.feed = int(joined["plugindata"]["data"]["id"])
@@ -426,6 +422,7 @@ class JanusParticipant(Participant):
     async def subscribe(self, janus: JanusSession, room: int, owners: dict[int, str]) -> None:
         """One multistream subscription to every other publisher of the room."""
         handle = await janus.attach()
+        self.handles += (handle,)
         streams = [{"feed": feed} for feed in owners if feed != self.feed]
         join = {"request": "join", "ptype": "subscriber", "room": room, "streams": streams}
         attached = await janus.message(handle, join)
@@ -465,6 +462,7 @@ async def janus_rooms(janus: JanusSession, count: int, n: int) -> AsyncIterator[
         for room in rooms:
             with contextlib.suppress(Exception):
                 await janus.message(handle, {"request": "destroy", "room": room})
+        await janus.detach(handle)
 
 
 def saturation(result: dict[str, Any]) -> list[str]:
@@ -531,6 +529,7 @@ async def run_rooms(
         result["error"] = f"not measured within {MEASUREMENT_TIMEOUT} s"
     finally:
         await asyncio.gather(*(p.close_pcs() for p in people))
+        await asyncio.gather(*(janus.detach(h) for p in people for h in p.handles))
     result["saturated"] = saturation(result) if "forwarded_pps" in result else ["no figures"]
     return result
 
