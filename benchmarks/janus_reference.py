@@ -63,13 +63,14 @@ from benchmarks.sfu_bench import (
     wait_flowing,
     wait_healthy,
 )
+from benchmarks.sfu_load import QUALITY_LOSS, QUALITY_P99_MS, within_bounds
 from benchmarks.synthetic import (
     EncodedMedia,
     Ledger,
     browser_like_sdp,
     encode_media,
     new_pc,
-    stamp_sends,
+    start_sending,
 )
 from telecircle.media.ice_policy import IcePolicy
 
@@ -83,12 +84,8 @@ ADDRESS = "198.18.0.1"
 API = "http://127.0.0.1:8088/janus"
 POLL_SECONDS = 30  # Janus answers a long poll after at most 30 s (a keepalive)
 POLL_ERRORS = 5  # consecutive failed long polls end the poller: Janus is gone
-SATURATION = {
-    "delivered_ratio": 0.99,
-    "p99_ms": 20.0,
-    "generator_cpu_pct": 90.0,
-    "other_load_pct": 10.0,
-}
+# Beyond the quality bounds (sfu_load's), these say who was the limit.
+SATURATION = {"generator_cpu_pct": 90.0, "other_load_pct": 10.0}
 
 
 # ---- the namespace (root side) --------------------------------------------------------
@@ -154,8 +151,7 @@ async def run_janus(sizes: list[int], rooms: list[int], args: Any) -> dict[str, 
     reason = unavailable_reason()
     if reason:
         raise Broken(reason)
-    runs = len(sizes) * len(rooms)
-    bound = 60 + runs * (MEASUREMENT_TIMEOUT + 10)
+    bound = 60 + len(sizes) * sum(measurement_bound(r) + 10 for r in rooms)
     with tempfile.TemporaryDirectory(prefix="janus-bench-") as tmp, namespace():
         out = Path(tmp) / "inside.json"
         command = [
@@ -415,7 +411,7 @@ class JanusParticipant(Participant):
         await publication.pc.setRemoteDescription(
             RTCSessionDescription(sdp=answer["sdp"], type="answer")
         )
-        stamp_sends(publication, self.pid, self.ledger)
+        start_sending(publication, self.pid, self.ledger)
         # Janus refuses subscriptions to a publisher whose PeerConnection is not up yet.
         await janus.wait_up(handle)
 
@@ -433,8 +429,8 @@ class JanusParticipant(Participant):
         await self.subscribe_pc.setRemoteDescription(
             RTCSessionDescription(sdp=attached["jsep"]["sdp"], type="offer")
         )
-        self._tap_subscribe()
         await self.subscribe_pc.setLocalDescription(await self.subscribe_pc.createAnswer())
+        self._tap_subscribe()  # counts by the SSRCs of Janus's offer
         sdp = browser_like_sdp(self.subscribe_pc.localDescription.sdp)
         answer = {"type": "answer", "sdp": sdp, "trickle": False}
         await janus.message(handle, {"request": "start"}, answer)
@@ -465,14 +461,19 @@ async def janus_rooms(janus: JanusSession, count: int, n: int) -> AsyncIterator[
         await janus.detach(handle)
 
 
+def measurement_bound(rooms: int) -> float:
+    """Seconds one measurement of ``rooms`` rooms may take, set-up to teardown."""
+    return MEASUREMENT_TIMEOUT + 15.0 * (rooms - 1)
+
+
 def saturation(result: dict[str, Any]) -> list[str]:
-    """Why a measurement is past what Janus (or the generator) carries, if it is."""
+    """What in a measurement is past the quality bounds, and who was the limit."""
     reasons = []
     delivered = result.get("delivered_ratio") or 0.0
-    if delivered < SATURATION["delivered_ratio"]:
+    if delivered < 1 - QUALITY_LOSS:
         reasons.append(f"delivered {delivered:.1%}")
     for kind, delay in result.get("added_delay", {}).items():
-        if (delay.get("p99_ms") or 0.0) > SATURATION["p99_ms"]:
+        if (delay.get("p99_ms") or 0.0) >= QUALITY_P99_MS:
             reasons.append(f"{kind} p99 {delay['p99_ms']} ms")
     if result.get("generator_cpu_core_pct", 0.0) > SATURATION["generator_cpu_pct"]:
         reasons.append(f"generator at {result['generator_cpu_core_pct']}% of its core")
@@ -492,12 +493,15 @@ async def run_rooms(
     ledger = Ledger()
     result: dict[str, Any] = {"rooms": rooms, "n": n}
     people: list[JanusParticipant] = []
+    bound = measurement_bound(rooms)
     try:
-        async with asyncio.timeout(MEASUREMENT_TIMEOUT), janus_rooms(janus, rooms, n) as ids:
+        async with asyncio.timeout(bound), janus_rooms(janus, rooms, n) as ids:
             groups = [
                 [JanusParticipant(f"r{r}-p{i}", media, ledger) for i in range(n)] for r in ids
             ]
             people = [p for group in groups for p in group]
+            for person in people:  # the media outlives the set-up of every room, as sfu_load
+                person.lifetime = 60.0 + 6.0 * rooms + args.warmup + args.window
             for room, group in zip(ids, groups, strict=True):
                 await asyncio.gather(*(p.publish(janus, room) for p in group))
             for room, group in zip(ids, groups, strict=True):
@@ -526,11 +530,13 @@ async def run_rooms(
                 p.publication.video.keyframe_requests for p in people if p.publication
             )
     except TimeoutError:
-        result["error"] = f"not measured within {MEASUREMENT_TIMEOUT} s"
+        result["error"] = f"not measured within {bound} s"
     finally:
         await asyncio.gather(*(p.close_pcs() for p in people))
         await asyncio.gather(*(janus.detach(h) for p in people for h in p.handles))
-    result["saturated"] = saturation(result) if "forwarded_pps" in result else ["no figures"]
+    measured = "forwarded_pps" in result
+    result["within_bounds"] = measured and within_bounds(result)
+    result["saturated"] = saturation(result) if measured else ["no figures"]
     return result
 
 
@@ -560,14 +566,16 @@ async def measure_inside(args: Any) -> dict[str, Any]:
                 await janus.start()
                 try:
                     print(HEADER, flush=True)
-                    for rooms in args.rooms:
-                        for n in args.sizes:
+                    for n in args.sizes:
+                        for rooms in args.rooms:
+                            started, load = time.strftime("%H:%M:%S"), os.getloadavg()
                             result = await run_rooms(rooms, n, janus, process.pid, media, args)
-                            result["started"] = time.strftime("%H:%M:%S")
-                            result["loadavg"] = os.getloadavg()
+                            result.update(started=started, loadavg_at_start=load)
                             print_row(result)
                             report["runs"].append(result)
                             await asyncio.sleep(1.0)  # let Janus tear the rooms down
+                            if not result.get("within_bounds"):
+                                break  # as sfu_load: no more rooms past the quality bounds
                 finally:
                     report["janus_hangups"] = janus.hangups
                     await janus.close()
@@ -666,9 +674,10 @@ def print_report(report: dict[str, Any]) -> None:
         "µs/pkt: Janus's CPU per packet the subscribers received (sfu_bench's figure); µs/due: "
         "per packet Janus had to forward (published x (N-1)), the fairer figure when the "
         "generator dropped; others c0/c1: % of Janus's core 0 and the generator's core 1 "
-        "that other processes used (the machine is shared); saturated: loss over 1 %, p99 "
-        "over 20 ms, generator over 90 % of its core, other processes over 10 % of a core, "
-        "drops on full UDP socket buffers and whose."
+        "that other processes used (the machine is shared); saturated: past sfu_load's quality "
+        "bounds (loss of 1 % or more, p99 of 20 ms or more: the room counts of that size stop "
+        "there), generator over 90 % of its core, other processes over 10 % of a core, drops "
+        "on full UDP socket buffers and whose."
     )
     problems = report.get("janus_log_problems") or []
     if problems:
