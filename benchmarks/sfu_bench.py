@@ -4,8 +4,9 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.sfu_bench
 
-(about 3 minutes: the SFU with N = 2, 3, 4, 6, 8, 10, MediaRelay with N = 2, 3; options
-``--sizes 2,4``, ``--relay-sizes ''``, ``--warmup 3``, ``--window 8``).
+(about 4 minutes: the SFU with N = 2, 3, 4, 6, 8, 10, MediaRelay with N = 2, 3, Janus with
+N = 2, 4, 10; options ``--sizes 2,4``, ``--relay-sizes ''``, ``--janus-sizes ''``,
+``--janus-rooms 1,2`` (R rooms of each Janus size at once), ``--warmup 3``, ``--window 8``).
 
 It starts ``telecircle serve`` as a subprocess pinned to core 0 (``taskset -c 0``) and runs
 the load generator in this process pinned to core 1. For each room size N, N synthetic
@@ -23,7 +24,10 @@ packets), the server's CPU (utime+stime from /proc), CPU µs per forwarded packe
 and the delay the server adds per packet (send stamp at the publisher vs. receipt, keyed
 by the payload tail; on loopback this also includes both sides' SRTP and the generator's
 own event-loop scheduling). Then the same load goes through aiortc's MediaRelay
-(``benchmarks/relay_reference.py``: decode + re-encode) for comparison.
+(``benchmarks/relay_reference.py``: decode + re-encode) for comparison, and through Janus 1.1's
+VideoRoom (``benchmarks/janus_reference.py``, the reference C SFU: needs root and
+``scripts/setup --bench``, else skipped with the reason) with the ratio of Telecircle's CPU
+per forwarded packet to Janus's.
 
 Prints a table and writes ``benchmarks/results/sfu_bench.json``. Timings never fail the
 run; it exits 1 only if something is broken (no server, no packets forwarded).
@@ -680,6 +684,12 @@ async def run_all(args: Any) -> dict[str, Any]:
             result = await run_relay(n, media, args, workdir)
             print_relay_row(result, report["sfu"])
             report["relay"].append(result)
+        if args.janus_sizes and args.janus_rooms:
+            from benchmarks.janus_reference import janus_section  # it imports this module
+
+            report["janus"] = await janus_section(
+                report["sfu"], args.janus_sizes, args.janus_rooms, args
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return report
@@ -767,6 +777,10 @@ def print_report(report: dict[str, Any]) -> None:
         print(RELAY_HEADER)
         for r in report["relay"]:
             print_relay_row(r, report["sfu"])
+    if report.get("janus"):
+        from benchmarks.janus_reference import print_section
+
+        print_section(report["janus"])
     print(
         "\nfwd pkt/s: RTP packets received by all subscribers; deliv: received / (published x "
         "(N-1)); fps: video frames/s per received stream; added delay includes both sides' "
@@ -800,6 +814,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[2, 3, 4, 6, 8, 10])
     parser.add_argument("--relay-sizes", type=parse_sizes, default=[2, 3])
+    parser.add_argument("--janus-sizes", type=parse_sizes, default=[2, 4, 10])
+    parser.add_argument("--janus-rooms", type=parse_sizes, default=[1])
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=8.0)
     args = parser.parse_args()
