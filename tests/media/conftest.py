@@ -11,7 +11,7 @@ from telecircle.media.room import MediaRoom
 from telecircle.media.settings import MediaSettings
 from telecircle.media.sfu import Sfu
 
-from .peer import EncodedMedia, encode_media
+from .peer import EncodedMedia, SyntheticPeer, encode_media, wait_until
 
 pytestmark = pytest.mark.media
 
@@ -65,3 +65,17 @@ def events() -> RoomEvents:
 @pytest.fixture
 def room(sfu: Sfu, events: RoomEvents) -> MediaRoom:
     return sfu.room("room-1", on_slots=events.on_slots, on_path_lost=events.on_path_lost)
+
+
+async def watching(
+    room: MediaRoom, events: RoomEvents, publisher: SyntheticPeer, viewer: SyntheticPeer
+) -> str:
+    """Publish, subscribe the viewer to the publisher, and wait for its first keyframe;
+    the mid of the publisher's video at the viewer."""
+    await publisher.publish(room)
+    await viewer.subscribe(room, slot_count=1)
+    room.set_audiences(everyone_sees_everyone([publisher.pid, viewer.pid]))
+    await wait_until(lambda: viewer.pid in events.slots)
+    mid = viewer.mids_of(events.slots[viewer.pid], publisher.pid)[1]
+    await wait_until(lambda: viewer.received.keyframes[mid] >= 1)
+    return mid

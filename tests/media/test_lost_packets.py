@@ -23,7 +23,7 @@ from telecircle.media.lost_packets import LostPackets, NackPolicy
 from telecircle.media.room import MediaRoom
 from telecircle.media.settings import MediaSettings
 
-from .conftest import RoomEvents, everyone_sees_everyone
+from .conftest import RoomEvents, watching
 from .peer import EncodedMedia, SyntheticPeer, wait_until
 
 RETRY = 0.15
@@ -155,20 +155,6 @@ def count_nacks(peer: SyntheticPeer, nacked: list[int]) -> None:
         await handle(packet)
 
     sender._handle_rtcp_packet = handle_rtcp
-
-
-async def watching(
-    room: MediaRoom, events: RoomEvents, publisher: SyntheticPeer, viewer: SyntheticPeer
-) -> str:
-    """Publish, subscribe the viewer to the publisher, and wait for its first keyframe;
-    the mid of the publisher's video at the viewer."""
-    await publisher.publish(room)
-    await viewer.subscribe(room, slot_count=1)
-    room.set_audiences(everyone_sees_everyone([publisher.pid, viewer.pid]))
-    await wait_until(lambda: viewer.pid in events.slots)
-    mid = viewer.mids_of(events.slots[viewer.pid], publisher.pid)[1]
-    await wait_until(lambda: viewer.received.keyframes[mid] >= 1)
-    return mid
 
 
 async def test_the_sfu_asks_again_when_a_retransmission_is_lost(

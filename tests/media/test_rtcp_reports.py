@@ -17,7 +17,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket
 from telecircle.media.aiortc_tap import NTP_EPOCH_OFFSET
 from telecircle.media.room import MediaRoom
 
-from .conftest import RoomEvents, everyone_sees_everyone
+from .conftest import RoomEvents, watching
 from .peer import EncodedMedia, SyntheticPeer, wait_until
 
 
@@ -30,18 +30,6 @@ def record_rtcp(target: Any, packets: list[tuple[float, Any]]) -> None:
         await handle(packet)
 
     target._handle_rtcp_packet = record
-
-
-async def watching(
-    room: MediaRoom, events: RoomEvents, publisher: SyntheticPeer, viewer: SyntheticPeer
-) -> str:
-    await publisher.publish(room)
-    await viewer.subscribe(room, slot_count=1)
-    room.set_audiences(everyone_sees_everyone([publisher.pid, viewer.pid]))
-    await wait_until(lambda: viewer.pid in events.slots)
-    mid = viewer.mids_of(events.slots[viewer.pid], publisher.pid)[1]
-    await wait_until(lambda: viewer.received.keyframes[mid] >= 1)
-    return mid
 
 
 async def test_a_publisher_gets_receiver_reports_and_an_estimate(

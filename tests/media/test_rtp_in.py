@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import struct
 
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import RtpPacket
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from telecircle.media.aiortc_tap import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI
 from telecircle.media.rtp_in import parse_rtp
 from telecircle.media.rtp_out import ExtensionIds, OutgoingStream
+
+from .test_rtp_out import aiortc_header_map
 
 IDS = ExtensionIds(mid=1, abs_send_time=3, audio_level=5)
 
 
-def aiortc_map(ids: ExtensionIds) -> HeaderExtensionsMap:
-    header_map = HeaderExtensionsMap()
-    extensions = [
-        RTCRtpHeaderExtensionParameters(id=i, uri=uri)
-        for i, uri in (
-            (ids.mid, MID_URI),
-            (ids.abs_send_time, ABS_SEND_TIME_URI),
-            (ids.audio_level, AUDIO_LEVEL_URI),
-        )
-        if i
-    ]
-    header_map.configure(RTCRtpParameters(headerExtensions=extensions))
-    return header_map
-
-
 def aiortc_parse(data: bytes, ids: ExtensionIds) -> RtpPacket | None:
     try:
-        return RtpPacket.parse(data, aiortc_map(ids))
+        return RtpPacket.parse(data, aiortc_header_map(ids))
     except (ValueError, struct.error):
         return None
 

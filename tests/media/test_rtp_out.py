@@ -16,6 +16,22 @@ ids_strategy = st.lists(st.integers(1, 14), min_size=3, max_size=3, unique=True)
 )
 
 
+def aiortc_header_map(ids: ExtensionIds) -> HeaderExtensionsMap:
+    """aiortc's extension map with the ids ``ids`` names (0: not negotiated)."""
+    extensions = [
+        RTCRtpHeaderExtensionParameters(id=i, uri=uri)
+        for i, uri in (
+            (ids.mid, MID_URI),
+            (ids.abs_send_time, ABS_SEND_TIME_URI),
+            (ids.audio_level, AUDIO_LEVEL_URI),
+        )
+        if i
+    ]
+    header_map = HeaderExtensionsMap()
+    header_map.configure(RTCRtpParameters(headerExtensions=extensions))
+    return header_map
+
+
 def aiortc_bytes(
     ids: ExtensionIds,
     payload_type: int,
@@ -28,17 +44,7 @@ def aiortc_bytes(
     level: tuple[bool, int] | None,
     payload: bytes,
 ) -> bytes:
-    extensions = [
-        RTCRtpHeaderExtensionParameters(id=i, uri=uri)
-        for i, uri in (
-            (ids.mid, MID_URI),
-            (ids.abs_send_time, ABS_SEND_TIME_URI),
-            (ids.audio_level, AUDIO_LEVEL_URI),
-        )
-        if i
-    ]
-    header_map = HeaderExtensionsMap()
-    header_map.configure(RTCRtpParameters(headerExtensions=extensions))
+    header_map = aiortc_header_map(ids)
     packet = RtpPacket(
         payload_type=payload_type,
         marker=marker,
