@@ -175,9 +175,11 @@ async def baseline_round_trips(arena: Arena) -> list[float]:
     """The module's baseline (see BASELINE_TRIPS), taken with the arena's canary if not
     yet."""
     if not arena.baseline:
+        trips = []
         for trip in range(BASELINE_TRIPS):
-            arena.baseline.append(await round_trip(arena.canary, trip))
+            trips.append(await round_trip(arena.canary, trip))
             await asyncio.sleep(CANARY_PACE)
+        arena.baseline.extend(trips)  # only once complete: a failed run leaves it empty
     return arena.baseline
 
 
