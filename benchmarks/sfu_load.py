@@ -135,6 +135,8 @@ async def run_rooms(args: Any, media: EncodedMedia, report: dict[str, Any]) -> N
                     )
                 finally:
                     await empty_rooms(filled)
+                # measure() divides frames by one room's streams: per stream, all rooms.
+                result["video_fps_per_stream"] = round(result["video_fps_per_stream"] / rooms, 1)
                 result.update(
                     rooms=rooms,
                     all_flowing=flowing,
@@ -292,6 +294,9 @@ async def run_soak(args: Any, media: EncodedMedia, report: dict[str, Any]) -> No
                 report["all_flowing"] = await wait_flowing(everyone, FLOW_TIMEOUT + 5 * args.rooms)
                 for minute in range(1, args.minutes + 1):
                     result = await measure(pid, ledger, ROOM_SIZE, 0.0, args.sample)
+                    result["video_fps_per_stream"] = round(
+                        result["video_fps_per_stream"] / args.rooms, 1
+                    )
                     result.update(
                         minute=minute,
                         open_files=open_files(pid),
