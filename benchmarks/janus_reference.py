@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 from aiortc import RTCSessionDescription
 
 from benchmarks.sfu_bench import (
@@ -235,9 +236,7 @@ admin: {
     return folder / "janus.jcfg"
 
 
-def udp_drops(pid: int) -> dict[str, int]:
-    """Per UDP socket of ``pid`` (by inode), datagrams dropped on its full receive buffer
-    (this namespace's /proc/net/udp): tells a slow Janus from a slow generator."""
+def socket_inodes(pid: int) -> set[str]:
     inodes = set()
     with contextlib.suppress(OSError):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -245,9 +244,21 @@ def udp_drops(pid: int) -> dict[str, int]:
                 target = os.readlink(fd)
                 if target.startswith("socket:["):
                     inodes.add(target[8:-1])
+    return inodes
+
+
+def udp_sockets() -> dict[str, tuple[int, int]]:
+    """This namespace's UDP sockets by inode: (bytes in the receive queue, drops)."""
     with open("/proc/net/udp") as f:
         rows = [line.split() for line in f.readlines()[1:]]
-    return {row[9]: int(row[-1]) for row in rows if row[9] in inodes}
+    return {row[9]: (int(row[4].split(":")[1], 16), int(row[-1])) for row in rows}
+
+
+def udp_drops(pid: int) -> dict[str, int]:
+    """Per UDP socket of ``pid`` (by inode), datagrams dropped on its full receive buffer:
+    tells a slow Janus from a slow generator."""
+    inodes = socket_inodes(pid)
+    return {inode: drops for inode, (_, drops) in udp_sockets().items() if inode in inodes}
 
 
 def drops_since(before: dict[str, int], pid: int) -> int:
@@ -255,14 +266,42 @@ def drops_since(before: dict[str, int], pid: int) -> int:
     return sum(max(0, d - before.get(inode, 0)) for inode, d in udp_drops(pid).items())
 
 
+class QueueSampler:
+    """Bytes waiting in Janus's and in the generator's UDP receive queues, every 50 ms: a
+    queue that grows says who is behind when the added delay grows."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.inodes = {who: socket_inodes(pid) for who, pid in pids.items()}
+        self.samples: dict[str, list[int]] = {who: [] for who in pids}
+
+    async def run(self, duration: float) -> None:
+        for _ in range(int(duration / 0.05)):
+            sockets = udp_sockets()
+            for who, inodes in self.inodes.items():
+                queued = (sockets[i][0] for i in inodes if i in sockets)
+                self.samples[who].append(sum(queued))
+            await asyncio.sleep(0.05)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            who: {
+                "p50": round(float(np.percentile(kb, 50)) / 1024, 1),
+                "p99": round(float(np.percentile(kb, 99)) / 1024, 1),
+                "max": round(max(kb) / 1024, 1),
+            }
+            for who, kb in self.samples.items()
+            if kb
+        }
+
+
 def core_busy_s(core: int) -> float:
-    """Seconds ``core`` ran processes or was taken by the hypervisor (/proc/stat's user,
-    nice, system and steal; not irq and softirq, where our own packets are handled)."""
+    """Seconds ``core`` was busy or taken by the hypervisor (/proc/stat: all but idle and
+    iowait; a process's own CPU time includes the softirq work done in its context)."""
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith(f"cpu{core} "):
-                user, nice, system, *_, steal = (int(v) for v in line.split()[1:9])
-                return (user + nice + system + steal) / CLK_TCK
+                ticks = [int(v) for v in line.split()[1:9]]
+                return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
     return 0.0
 
 
@@ -515,7 +554,14 @@ async def run_rooms(
             )
             drops0 = {"janus": udp_drops(janus_pid), "generator": udp_drops(os.getpid())}
             others = OtherLoad(janus_pid)
-            result.update(await measure(janus_pid, ledger, n, args.warmup, args.window))
+            queues = QueueSampler({"janus": janus_pid, "generator": os.getpid()})
+            sampling = asyncio.create_task(queues.run(args.warmup + args.window))
+            try:
+                result.update(await measure(janus_pid, ledger, n, args.warmup, args.window))
+            finally:
+                sampling.cancel()
+                await asyncio.gather(sampling, return_exceptions=True)
+            result["udp_receive_queue_kb_warmup_and_window"] = queues.summary()
             result["other_processes_core_pct_warmup_and_window"] = others.pct()
             result["udp_drops_warmup_and_window"] = {
                 who: drops_since(drops0[who], pid)
@@ -644,7 +690,7 @@ def fmt(value: Any, digits: int = 1) -> str:
 HEADER = (
     f"{'R':>2} {'N':>3} {'fwd pkt/s':>9} {'deliv':>6} {'fps':>5} {'Janus CPU':>9} "
     f"{'µs/pkt':>7} {'µs/due':>7} {'RSS MB':>7} {'audio p50/p99 ms':>17} {'video p50/p99 ms':>17} "
-    f"{'gen CPU':>8} {'gen lag':>8} {'others c0/c1':>12}  saturated"
+    f"{'gen CPU':>8} {'gen lag':>8} {'others c0/c1':>12} {'rxq KB J/G':>11}  saturated"
 )
 
 
@@ -654,6 +700,7 @@ def print_row(r: dict[str, Any]) -> None:
         return
     a, v = r["added_delay"]["audio"], r["added_delay"]["video"]
     others = r["other_processes_core_pct_warmup_and_window"]
+    queues = r["udp_receive_queue_kb_warmup_and_window"]
     print(
         f"{r['rooms']:>2} {r['n']:>3} {r['forwarded_pps']:>9.0f} {r['delivered_ratio'] or 0:>6.1%} "
         f"{r['video_fps_per_stream']:>5.1f} {r['server_cpu_core_pct']:>8.1f}% "
@@ -662,7 +709,8 @@ def print_row(r: dict[str, Any]) -> None:
         f"{fmt(a['p50_ms']) + ' / ' + fmt(a['p99_ms']):>17} "
         f"{fmt(v['p50_ms']) + ' / ' + fmt(v['p99_ms']):>17} "
         f"{r['generator_cpu_core_pct']:>7.1f}% {r['generator_loop_lag_ms']['max']:>5.0f} ms "
-        f"{others['janus_core']:>5.0f}/{others['generator_core']:>3.0f} %  "
+        f"{others['janus_core']:>5.0f}/{others['generator_core']:>3.0f} % "
+        f"{queues['janus']['p99']:>5.0f}/{queues['generator']['p99']:<5.0f}  "
         f"{', '.join(r['saturated']) or 'no'}",
         flush=True,
     )
@@ -681,10 +729,11 @@ def print_report(report: dict[str, Any]) -> None:
         "µs/pkt: Janus's CPU per packet the subscribers received (sfu_bench's figure); µs/due: "
         "per packet Janus had to forward (published x (N-1)), the fairer figure when the "
         "generator dropped; others c0/c1: % of Janus's core 0 and the generator's core 1 "
-        "that other processes used (the machine is shared); saturated: past sfu_load's quality "
-        "bounds (loss of 1 % or more, p99 of 20 ms or more: the room counts of that size stop "
-        "there), generator over 90 % of its core, other processes over 10 % of a core, drops "
-        "on full UDP socket buffers and whose."
+        "that other processes used (the machine is shared); rxq KB J/G: p99 of the bytes "
+        "waiting in Janus's and the generator's UDP receive queues (who is behind); "
+        "saturated: past sfu_load's quality bounds (loss of 1 % or more, p99 of 20 ms or "
+        "more: the room counts of that size stop there), generator over 90 % of its core, "
+        "other processes over 10 % of a core, drops on full UDP socket buffers and whose."
     )
     problems = report.get("janus_log_problems") or []
     if problems:
