@@ -525,6 +525,19 @@ def saturation(result: dict[str, Any]) -> list[str]:
     for who, dropped in result.get("udp_drops_warmup_and_window", {}).items():
         if dropped:
             reasons.append(f"{who} dropped {dropped} datagrams (full socket buffers)")
+    queues = result.get("udp_receive_queue_kb_warmup_and_window", {})
+    if len(queues) == 2 and not within_bounds(result):
+        # Datagrams wait where the reader is behind: four times the other side's backlog
+        # names it (Janus's own queues between its threads are not visible here).
+        janus, generator = queues["janus"]["p99"], queues["generator"]["p99"]
+        behind = (
+            "generator" if generator > 4 * janus else "janus" if janus > 4 * generator else None
+        )
+        if behind:
+            reasons.append(
+                f"{behind} behind (receive queues p99: Janus {janus:.0f} KB, "
+                f"generator {generator:.0f} KB)"
+            )
     return reasons
 
 
@@ -729,8 +742,9 @@ def print_report(report: dict[str, Any]) -> None:
         "µs/pkt: Janus's CPU per packet the subscribers received (sfu_bench's figure); µs/due: "
         "per packet Janus had to forward (published x (N-1)), the fairer figure when the "
         "generator dropped; others c0/c1: % of Janus's core 0 and the generator's core 1 "
-        "that other processes used (the machine is shared); rxq KB J/G: p99 of the bytes "
-        "waiting in Janus's and the generator's UDP receive queues (who is behind); "
+        "that other processes used (the machine is shared; ±6 % is accounting noise); "
+        "rxq KB J/G: p99 of the bytes waiting in Janus's and the generator's UDP receive "
+        "queues (who is behind); "
         "saturated: past sfu_load's quality bounds (loss of 1 % or more, p99 of 20 ms or "
         "more: the room counts of that size stop there), generator over 90 % of its core, "
         "other processes over 10 % of a core, drops on full UDP socket buffers and whose."
