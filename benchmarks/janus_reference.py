@@ -5,8 +5,8 @@ Not part of Telecircle. Needs root (``ip netns``) and Debian's ``janus`` (``scri
 
     .venv/bin/python -m benchmarks.janus_reference --sizes 2,4,10 --rooms 1
 
-(``--rooms 1,2,3`` runs R rooms of each size at once, aggregate figures, up to the first R
-past sfu_load's quality bounds on an uncontended machine; ``--warmup``, ``--window`` as in
+(``--rooms 1,2,3`` runs R rooms of each size at once, aggregate figures, until two R in a
+row are past sfu_load's quality bounds, as sfu_load; ``--warmup``, ``--window`` as in
 ``sfu_bench``; writes ``benchmarks/results/janus_reference.json`` or ``--json OUT``).
 ``benchmarks/sfu_bench.py`` runs it for its Janus section (:func:`janus_section`).
 
@@ -631,6 +631,7 @@ async def measure_inside(args: Any) -> dict[str, Any]:
                 try:
                     print(HEADER, flush=True)
                     for n in args.sizes:
+                        bounds: list[bool] = []
                         for rooms in args.rooms:
                             started, load = time.strftime("%H:%M:%S"), os.getloadavg()
                             result = await run_rooms(rooms, n, janus, process.pid, media, args)
@@ -638,9 +639,10 @@ async def measure_inside(args: Any) -> dict[str, Any]:
                             print_row(result)
                             report["runs"].append(result)
                             await asyncio.sleep(1.0)  # let Janus tear the rooms down
-                            # As sfu_load, no more rooms past the quality bounds; but a run
-                            # whose cores other processes shared says nothing about Janus.
-                            if not result["within_bounds"] and not result["contended"]:
+                            # As sfu_load: two room counts in a row past the quality
+                            # bounds end that size (one alone may be other processes).
+                            bounds.append(result["within_bounds"])
+                            if bounds[-2:] == [False, False]:
                                 break
                 finally:
                     report["janus_hangups"] = janus.hangups
@@ -746,7 +748,7 @@ def print_report(report: dict[str, Any]) -> None:
         "rxq KB J/G: p99 of the bytes waiting in Janus's and the generator's UDP receive "
         "queues (who is behind); "
         "saturated: past sfu_load's quality bounds (loss of 1 % or more, p99 of 20 ms or "
-        "more: the room counts of that size stop there), generator over 90 % of its core, "
+        "more: two in a row end the room counts of a size), generator over 90 % of its core, "
         "other processes over 10 % of a core, drops on full UDP socket buffers and whose."
     )
     problems = report.get("janus_log_problems") or []
